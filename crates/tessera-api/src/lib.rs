@@ -1,1 +1,283 @@
-//! placeholder
+//! Wire types of Tessera's HTTP API: the JSON bodies the server accepts and returns.
+//!
+//! Shared by `tessera-server` (which produces them) and `tessera-client` (which consumes
+//! them) so the two cannot drift apart. Durations travel as strings in the CLI notation
+//! (`1h30m`); instants as RFC 3339 UTC.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// RFC 9457 problem details: every error the API returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// `urn:tessera:problem:<slug>`, stable for programs to match on.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+}
+
+/// `POST /v1/environments`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEnvironment {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_ttl: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ttl: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_ttl: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_period: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_uses: Option<u64>,
+    #[serde(default)]
+    pub protected: bool,
+}
+
+/// An environment as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvironmentView {
+    pub name: String,
+    pub default_ttl: String,
+    pub max_ttl: String,
+    pub idle_ttl: Option<String>,
+    pub rotation_period: Option<String>,
+    pub max_uses: Option<u64>,
+    pub protected: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnvironmentList {
+    pub environments: Vec<EnvironmentView>,
+}
+
+/// `POST /v1/clients`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateClient {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Environment name → scopes the client's tokens may carry there.
+    pub scopes: BTreeMap<String, Vec<String>>,
+    /// `opaque` (default) or `jwt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_format: Option<String>,
+    /// `EdDSA` (default), `ES256` or `RS256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
+}
+
+/// A client as the API shows it (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientView {
+    pub id: String,
+    pub description: Option<String>,
+    pub scopes: BTreeMap<String, Vec<String>>,
+    pub token_format: String,
+    pub alg: String,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Answer to `POST /v1/clients`: the client and its secret, shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedClient {
+    pub client: ClientView,
+    pub client_secret: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientList {
+    pub clients: Vec<ClientView>,
+}
+
+/// `POST /v1/tokens`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub env: String,
+    pub client: String,
+    /// Defaults to every scope the client may hold in `env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_ttl: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_uses: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A token as the API shows it: everything but its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenView {
+    pub id: String,
+    pub env: String,
+    pub client: String,
+    pub scopes: Vec<String>,
+    pub audience: Option<String>,
+    pub format: String,
+    pub labels: BTreeMap<String, String>,
+    pub run_id: Option<String>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub not_before: Option<DateTime<Utc>>,
+    pub expires_at: DateTime<Utc>,
+    pub idle_ttl: Option<String>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub max_uses: Option<u64>,
+    pub uses: u64,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoke_reason: Option<String>,
+    pub rotated_from: Option<String>,
+    pub superseded_by: Option<String>,
+    pub grace_until: Option<DateTime<Utc>>,
+    /// `active` or `inactive`.
+    pub state: String,
+    /// Why the token is inactive: `expired`, `idle_expired`, `revoked`, `exhausted`, `rotated`.
+    pub inactive_reason: Option<String>,
+    /// Seconds of life left (0 when inactive).
+    pub remaining_s: u64,
+}
+
+/// Answer to token creation and rotation: the new token's secret, shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedToken {
+    pub token: String,
+    pub info: TokenView,
+    /// What the server adjusted, e.g. a TTL clamped to the environment's `max_ttl`.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenList {
+    pub tokens: Vec<TokenView>,
+}
+
+/// `POST /v1/tokens/{id}/rotate`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateToken {
+    /// How long the old token stays valid (default 10m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace: Option<String>,
+}
+
+/// Answer to rotation: the new token (shown once) and the old one's new state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotatedToken {
+    pub token: String,
+    pub info: TokenView,
+    pub previous: TokenView,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// `POST /v1/tokens/{id}/renew`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewToken {
+    /// New lifetime from now (default: the environment's default TTL), capped at `max_ttl`
+    /// counted from the token's creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+}
+
+/// `POST /v1/tokens/{id}/revoke`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeToken {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Answer to renew and revoke.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenChange {
+    pub info: TokenView,
+    /// False when the call changed nothing (e.g. revoking a revoked token).
+    pub changed: bool,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// `POST /v1/tokens/revoke`: revoke every active token matching a selector.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRevoke {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Count and list, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BulkRevoked {
+    pub count: usize,
+    pub tokens: Vec<String>,
+    pub dry_run: bool,
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntryView {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub action: String,
+    pub actor: String,
+    pub env: Option<String>,
+    pub target: Option<String>,
+    pub details: BTreeMap<String, String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditList {
+    pub entries: Vec<AuditEntryView>,
+    /// Pass as `after` to get the next page; absent at the end.
+    pub next_after: Option<u64>,
+}
+
+/// `GET /v1/audit/verify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditVerification {
+    pub ok: bool,
+    /// Entries checked.
+    pub entries: u64,
+    pub head_seq: u64,
+    pub head_hash: String,
+    /// The first entry that does not verify.
+    pub first_bad_seq: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// `GET /healthz`, `GET /readyz`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}

@@ -1,1 +1,101 @@
-//! placeholder
+//! Tessera's HTTP server: the admin API of the control plane.
+//!
+//! [`router`] builds the axum `Router` (tests call it in-process); [`start`] opens the store,
+//! bootstraps a first start, binds, and serves until [`RunningServer::shutdown`].
+
+pub mod background;
+pub mod bootstrap;
+pub mod config;
+pub mod http;
+pub mod index;
+pub mod state;
+pub mod tokens;
+pub mod views;
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use chrono::Utc;
+use tessera_core::SecretHasher;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::ServerConfig;
+pub use state::AppState;
+
+use crate::http::error::ApiError;
+use crate::http::routes;
+
+/// Largest request body the API accepts.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The whole API as one `Router`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::health::routes())
+        .merge(routes::environments::routes())
+        .merge(routes::clients::routes())
+        .merge(routes::tokens::routes())
+        .merge(routes::audit::routes())
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::BadRequest("method not allowed on this route".into()) })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// A server started by [`start`].
+#[derive(Debug)]
+pub struct RunningServer {
+    pub local_addr: SocketAddr,
+    /// The root admin token, when this start created it (first start on an empty store).
+    pub root_token: Option<String>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting, finishes in-flight requests, flushes usage, returns.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task.await.context("server task panicked")?
+    }
+
+    /// Serves until `signal` completes, then shuts down gracefully.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        signal.await;
+        self.shutdown().await
+    }
+}
+
+/// Opens the store, bootstraps a first start, binds `config.listen` and starts serving.
+pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let master = bootstrap::master_key(&config)?;
+    let store = tessera_store::open(&config.db_url()).await.with_context(|| format!("opening {}", config.db_url()))?;
+    let state = AppState::new(store, SecretHasher::new(&master));
+    drop(master);
+    let root_token = bootstrap::first_start(&state, &config).await?;
+    let live = state.store.live_tokens(Utc::now()).await.context("loading live tokens")?;
+    for (hash, token) in live {
+        state.index.upsert(hash, token);
+    }
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let local_addr = listener.local_addr()?;
+    let (shutdown, mut stop) = watch::channel(false);
+    let app = router(state.clone());
+    let background = background::spawn(state.clone(), config.usage_flush_interval, shutdown.subscribe());
+    let task = tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        axum::serve(listener, app).with_graceful_shutdown(stopped).await.context("serving HTTP")?;
+        background.await.context("background task panicked")?;
+        Ok(())
+    });
+    tracing::info!(%local_addr, tokens = state.index.len(), "tessera listening");
+    Ok(RunningServer { local_addr, root_token, shutdown, task })
+}

@@ -1,0 +1,198 @@
+//! Command-line definitions (clap). Names follow DESIGN.md exactly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about = "API-token lifecycle management and token-aware API testing")]
+pub struct Cli {
+    /// Tessera server URL.
+    #[arg(long, global = true, env = "TESSERA_URL", default_value = "http://127.0.0.1:7340")]
+    pub url: String,
+    /// Credential for the server API (default: DATA_DIR/root-token when that file exists).
+    #[arg(long, global = true, env = "TESSERA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the Tessera server.
+    Server(ServerArgs),
+    /// Manage environments.
+    #[command(subcommand)]
+    Env(EnvCommand),
+    /// Manage clients (service accounts).
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Create, list, rotate, renew and revoke tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Read and verify the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TESSERA_LISTEN", default_value = "127.0.0.1:7340")]
+    pub listen: SocketAddr,
+    /// Database URL (default: sqlite://DATA_DIR/tessera.db).
+    #[arg(long, env = "TESSERA_DB")]
+    pub db: Option<String>,
+    /// Directory for the database, the master key file and the root token file.
+    #[arg(long, env = "TESSERA_DATA_DIR", default_value = "./.tessera")]
+    pub data_dir: PathBuf,
+    /// Public base URL, when clients reach the server under another address.
+    #[arg(long, env = "TESSERA_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Create an environment with its token policy.
+    Create {
+        name: String,
+        #[arg(long)]
+        default_ttl: Option<String>,
+        #[arg(long)]
+        max_ttl: Option<String>,
+        #[arg(long)]
+        idle_ttl: Option<String>,
+        #[arg(long)]
+        rotation_period: Option<String>,
+        #[arg(long)]
+        max_uses: Option<u64>,
+        /// Production-like: refuse test-only operations (forged tokens, fault injection).
+        #[arg(long)]
+        protected: bool,
+    },
+    /// List environments.
+    List,
+    /// Show one environment.
+    Show { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create a client; its secret is printed once.
+    Create {
+        id: String,
+        /// ENV=SCOPE[,SCOPE…], repeatable: the scopes the client may hold per environment.
+        #[arg(long = "scopes", required = true, num_args = 1.., value_name = "ENV=SCOPE[,SCOPE…]")]
+        scopes: Vec<String>,
+        #[arg(long, value_parser = ["opaque", "jwt"])]
+        token_format: Option<String>,
+        #[arg(long, value_parser = ["EdDSA", "ES256", "RS256"])]
+        alg: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List clients.
+    List,
+    /// Show one client.
+    Show { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a token; it is printed once (alone on stdout when piped).
+    Create {
+        #[arg(long)]
+        env: String,
+        #[arg(long)]
+        client: String,
+        /// Repeatable; default: every scope the client may hold in the environment.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[arg(long)]
+        audience: Option<String>,
+        #[arg(long)]
+        ttl: Option<String>,
+        #[arg(long)]
+        idle_ttl: Option<String>,
+        #[arg(long)]
+        max_uses: Option<u64>,
+        #[arg(long, value_parser = ["opaque", "jwt"])]
+        format: Option<String>,
+        /// KEY=VALUE, repeatable.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+    },
+    /// List tokens.
+    List {
+        #[arg(long)]
+        env: Option<String>,
+        #[arg(long)]
+        client: Option<String>,
+        #[arg(long, value_parser = ["active", "inactive", "all"], default_value = "all")]
+        state: String,
+        /// KEY=VALUE.
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long)]
+        run: Option<String>,
+    },
+    /// Show one token, with the rule that makes it inactive if it is.
+    Show { id: String },
+    /// Replace a token by a new one; the old one stays valid for the grace period.
+    Rotate {
+        id: String,
+        /// How long the old token stays valid (default 10m).
+        #[arg(long)]
+        grace: Option<String>,
+    },
+    /// Extend a token's expiry (up to the environment's max TTL from creation).
+    Renew {
+        id: String,
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Revoke one token by id, or every active token matching a selector.
+    Revoke {
+        id: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        env: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        client: Option<String>,
+        /// KEY=VALUE, repeatable.
+        #[arg(long = "label", conflicts_with = "id")]
+        labels: Vec<String>,
+        #[arg(long, conflicts_with = "id")]
+        run: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List audit entries, oldest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Start after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Recompute the hash chain; exit 1 and name the first bad entry when it does not verify.
+    Verify,
+    /// Print the whole log as JSON lines.
+    Export,
+}

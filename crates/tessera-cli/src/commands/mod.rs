@@ -1,0 +1,55 @@
+//! One module per command group; each calls the client (or the server library) and formats.
+
+mod audit;
+mod client;
+mod env;
+mod server;
+mod token;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use tessera_client::Client;
+
+use crate::cli::{Cli, Command, Output};
+
+/// What every command gets: the output format and a way to reach the server.
+pub struct Ctx {
+    pub output: Output,
+    url: String,
+    token: Option<String>,
+}
+
+impl Ctx {
+    /// A client for `--url` with `--token`/`TESSERA_TOKEN`, else the local root token file.
+    pub fn client(&self) -> anyhow::Result<Client> {
+        let token = match &self.token {
+            Some(t) => Some(t.trim().to_owned()),
+            None => local_root_token(),
+        };
+        Ok(Client::new(&self.url, token)?)
+    }
+
+    pub fn json(&self) -> bool {
+        self.output == Output::Json
+    }
+}
+
+/// `DATA_DIR/root-token` (data dir from `TESSERA_DATA_DIR`, default `./.tessera`), so that
+/// the quick start works without exporting a token.
+fn local_root_token() -> Option<String> {
+    let dir = std::env::var_os("TESSERA_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("./.tessera"));
+    std::fs::read_to_string(dir.join("root-token")).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = Ctx { output: cli.output, url: cli.url, token: cli.token };
+    match cli.command {
+        Command::Server(args) => server::run(args).await.context("tessera server"),
+        Command::Env(cmd) => env::run(&ctx, cmd).await,
+        Command::Client(cmd) => client::run(&ctx, cmd).await,
+        Command::Token(cmd) => token::run(&ctx, cmd).await,
+        Command::Audit(cmd) => audit::run(&ctx, cmd).await,
+    }
+}

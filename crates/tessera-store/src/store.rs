@@ -1,0 +1,97 @@
+//! The [`Store`] trait: what the server needs from persistence, shaped so that a PostgreSQL
+//! implementation can follow without changing callers.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tessera_core::audit::ChainHead;
+use tessera_core::{AuditEntry, AuditEvent, Client, Environment, NewToken, Token, TokenHash};
+
+use crate::error::Result;
+
+/// One state change. Conditions that make a change invalid at commit time (rotating a token
+/// that was revoked meanwhile) fail the whole [`WriteUnit`] with `Conflict`.
+#[derive(Debug, Clone)]
+pub enum Change {
+    CreateEnvironment(Environment),
+    CreateClient(Client),
+    CreateToken(NewToken),
+    /// Supersede `old_id` (valid until `grace_until`) by `new`. Fails when `old_id` is revoked
+    /// or already superseded.
+    RotateToken { old_id: String, grace_until: DateTime<Utc>, new: NewToken },
+    /// Move `id`'s expiry. Fails when the token is revoked or superseded.
+    RenewToken { id: String, expires_at: DateTime<Utc> },
+    /// Revoke every listed token that is not revoked yet (already revoked ones are left as
+    /// they are: revocation is idempotent).
+    RevokeTokens { ids: Vec<String>, at: DateTime<Utc>, reason: Option<String> },
+}
+
+/// Changes and the audit events describing them: committed together or not at all.
+#[derive(Debug, Clone, Default)]
+pub struct WriteUnit {
+    pub changes: Vec<Change>,
+    pub audit: Vec<AuditEvent>,
+}
+
+impl WriteUnit {
+    pub fn new(change: Change, event: AuditEvent) -> Self {
+        Self { changes: vec![change], audit: vec![event] }
+    }
+}
+
+/// What a committed [`WriteUnit`] produced.
+#[derive(Debug, Clone, Default)]
+pub struct CommitOutcome {
+    pub audit: Vec<AuditEntry>,
+    /// Ids of tokens that `RevokeTokens` changes actually revoked (not those already revoked).
+    pub revoked: Vec<String>,
+}
+
+/// Use counts and last-use times observed in memory, written in batches. Monotonic: a stored
+/// value is never lowered, so batches may be applied late or twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageUpdate {
+    pub token_id: String,
+    pub uses: u64,
+    pub last_used_at: DateTime<Utc>,
+}
+
+/// Which tokens to list. All filters are optional and combine with AND.
+#[derive(Debug, Clone, Default)]
+pub struct TokenFilter {
+    pub env: Option<String>,
+    pub client_id: Option<String>,
+    pub run_id: Option<String>,
+    /// Only tokens that are not revoked and not past `expires_at` at this instant.
+    pub unexpired_at: Option<DateTime<Utc>>,
+    pub limit: Option<u32>,
+}
+
+/// Tessera's persistence.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Applies `unit` in one transaction with its audit entries appended to the chain.
+    async fn commit(&self, unit: WriteUnit) -> Result<CommitOutcome>;
+    /// Applies usage observations (no audit: they are not changes of state).
+    async fn record_usage(&self, updates: Vec<UsageUpdate>) -> Result<()>;
+
+    async fn environment(&self, name: &str) -> Result<Option<Environment>>;
+    async fn environments(&self) -> Result<Vec<Environment>>;
+    async fn client(&self, id: &str) -> Result<Option<Client>>;
+    async fn clients(&self) -> Result<Vec<Client>>;
+    async fn token(&self, id: &str) -> Result<Option<Token>>;
+    async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<Token>>;
+    /// Newest first.
+    async fn tokens(&self, filter: &TokenFilter) -> Result<Vec<Token>>;
+    /// Every token that may still validate at `now` (not revoked, not past expiry or grace),
+    /// with its hash: what the server's in-memory validation index is built from.
+    async fn live_tokens(&self, now: DateTime<Utc>) -> Result<Vec<(Option<TokenHash>, Token)>>;
+    /// True when no token was ever stored (first start).
+    async fn is_empty(&self) -> Result<bool>;
+
+    /// Entries with `seq > after`, oldest first, at most `limit`.
+    async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<AuditEntry>>;
+    /// The recorded head of the chain (seq 0 and the genesis hash when empty).
+    async fn audit_head(&self) -> Result<ChainHead>;
+    /// Cheap liveness check of the database.
+    async fn ping(&self) -> Result<()>;
+}
