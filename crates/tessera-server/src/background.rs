@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -22,7 +21,7 @@ pub fn spawn(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) 
             flush_usage(&state).await;
             rounds += 1;
             if rounds % 60 == 0 {
-                state.index.prune(Utc::now());
+                state.index.prune(crate::now());
             }
         }
         flush_usage(&state).await;

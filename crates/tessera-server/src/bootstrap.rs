@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::{TimeDelta, Utc};
+use chrono::TimeDelta;
 use tessera_core::audit::actions;
 use tessera_core::id::new_public_id;
 use tessera_core::names::SYSTEM_ENV;
@@ -65,7 +65,7 @@ pub async fn first_start(state: &AppState, config: &ServerConfig) -> anyhow::Res
     if !state.store.is_empty().await? {
         return Ok(None);
     }
-    let now = Utc::now();
+    let now = crate::now();
     let policy = EnvPolicy::from_parts(Some(Duration::from_secs(3_600)), Some(ROOT_TTL), None, None, None)
         .expect("the system policy is valid");
     let env = Environment { name: SYSTEM_ENV.to_owned(), policy, protected: true, created_at: now };

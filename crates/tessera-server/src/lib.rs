@@ -29,6 +29,12 @@ pub use state::AppState;
 use crate::http::error::ApiError;
 use crate::http::routes;
 
+/// The current instant at the precision the store keeps (microseconds), so that what an
+/// answer shows is exactly what a later read returns.
+pub fn now() -> chrono::DateTime<Utc> {
+    tessera_core::audit::audit_time(Utc::now())
+}
+
 /// Largest request body the API accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -79,7 +85,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let state = AppState::new(store, SecretHasher::new(&master));
     drop(master);
     let root_token = bootstrap::first_start(&state, &config).await?;
-    let live = state.store.live_tokens(Utc::now()).await.context("loading live tokens")?;
+    let live = state.store.live_tokens(crate::now()).await.context("loading live tokens")?;
     for (hash, token) in live {
         state.index.upsert(hash, token);
     }

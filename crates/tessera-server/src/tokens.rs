@@ -166,7 +166,7 @@ fn created_event(actor: &str, t: &Token, action: &str) -> AuditEvent {
 
 /// Mints a token: checks, commits with its audit entry, indexes.
 pub async fn mint(state: &AppState, req: MintRequest) -> ApiResult<Minted> {
-    let now = Utc::now();
+    let now = crate::now();
     let actor = req.created_by.clone();
     let minted = prepare(state, req, now).await?;
     let hash = state.hasher.hash(minted.secret.expose());
@@ -206,7 +206,7 @@ fn require_active(token: &Token, now: DateTime<Utc>, what: &str) -> ApiResult<()
 /// Rotates `old`: a new token with the same client, scopes, audience and lifetime; the old
 /// one stays valid for `grace`.
 pub async fn rotate(state: &AppState, actor: &str, old: Token, grace: Option<Duration>) -> ApiResult<(Minted, Token)> {
-    let now = Utc::now();
+    let now = crate::now();
     require_active(&old, now, "rotated")?;
     let lifetime = (old.expires_at - old.created_at).to_std().unwrap_or_default();
     let req = MintRequest {
@@ -247,7 +247,7 @@ pub async fn rotate(state: &AppState, actor: &str, old: Token, grace: Option<Dur
 /// Extends an active token's expiry to now + `ttl` (default: the environment's default TTL),
 /// never past creation + `max_ttl`, never earlier than it already is.
 pub async fn renew(state: &AppState, actor: &str, mut token: Token, ttl: Option<Duration>) -> ApiResult<(Token, bool, Vec<String>)> {
-    let now = Utc::now();
+    let now = crate::now();
     require_active(&token, now, "renewed")?;
     let env = environment(state, &token.env).await?;
     let ttl = ttl.unwrap_or(env.policy.default_ttl);
@@ -284,7 +284,7 @@ pub async fn renew(state: &AppState, actor: &str, mut token: Token, ttl: Option<
 
 /// Revokes tokens (idempotently) with one audit entry each; returns the ids actually revoked.
 pub async fn revoke(state: &AppState, actor: &str, tokens: Vec<Token>, reason: Option<String>) -> ApiResult<Vec<String>> {
-    let now = Utc::now();
+    let now = crate::now();
     let pending: Vec<Token> = tokens.into_iter().filter(|t| t.revoked_at.is_none()).collect();
     if pending.is_empty() {
         return Ok(Vec::new());

@@ -83,7 +83,14 @@ impl ApiError {
     }
 
     fn challenge(&self) -> Option<String> {
-        let quote = |s: &str| s.replace(['"', '\\'], "'");
+        // Header values must be visible ASCII; quoted-strings must not break out.
+        let quote = |s: &str| {
+            s.replace('…', "...")
+                .chars()
+                .map(|c| if c == '"' || c == '\\' { '\'' } else { c })
+                .filter(|c| c.is_ascii() && !c.is_ascii_control())
+                .collect::<String>()
+        };
         match self {
             ApiError::MissingCredentials => Some("Bearer realm=\"tessera\"".to_owned()),
             ApiError::InvalidToken(d) => {

@@ -6,7 +6,6 @@ use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::Json;
-use chrono::Utc;
 use serde::de::DeserializeOwned;
 use tessera_core::{Access, InactiveReason, Scope, ScopeSet, Token, TokenSecret};
 
@@ -72,7 +71,7 @@ pub fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
 /// indexed). Answers which rule failed when it is inactive.
 pub async fn authenticate(state: &AppState, secret: &TokenSecret) -> Result<Token, AuthFailure> {
     let hash = state.hasher.hash(secret.expose());
-    let now = Utc::now();
+    let now = crate::now();
     if state.index.get_by_hash(&hash).is_none() {
         match state.store.token_by_hash(&hash).await {
             Ok(Some(token)) => state.index.upsert(Some(hash), token),

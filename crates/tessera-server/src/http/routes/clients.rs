@@ -8,7 +8,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::Utc;
 use tessera_api::{ClientList, ClientView, CreateClient, CreatedClient};
 use tessera_core::audit::actions;
 use tessera_core::names::{validate_client_id, validate_env_name};
@@ -81,7 +80,7 @@ async fn create(
         alg,
         secret_hash: state.hasher.hash(secret.expose()),
         disabled: false,
-        created_at: Utc::now(),
+        created_at: crate::now(),
     };
     let scopes_text: Vec<String> = client.allowed_scopes.iter().map(|(e, s)| format!("{e}={s}")).collect();
     let event = AuditEvent::new(actions::CLIENT_CREATE, &caller.token_id)

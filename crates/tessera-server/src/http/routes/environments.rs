@@ -4,7 +4,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::Utc;
 use tessera_api::{CreateEnvironment, EnvironmentList, EnvironmentView};
 use tessera_core::audit::actions;
 use tessera_core::names::validate_new_env_name;
@@ -38,7 +37,7 @@ async fn create(
         req.max_uses,
     )
     .map_err(|e| ApiError::Validation(e.to_string()))?;
-    let env = Environment { name: req.name, policy, protected: req.protected, created_at: Utc::now() };
+    let env = Environment { name: req.name, policy, protected: req.protected, created_at: crate::now() };
     let p = &env.policy;
     let mut event = AuditEvent::new(actions::ENVIRONMENT_CREATE, &caller.token_id)
         .env(&env.name)

@@ -8,7 +8,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use serde::Deserialize;
 use tessera_api::{
     BulkRevoke, BulkRevoked, CreateToken, CreatedToken, RenewToken, RevokeToken, RotateToken, RotatedToken,
@@ -84,7 +83,7 @@ async fn create(
         },
     )
     .await?;
-    let info = views::token(&minted.token, Utc::now());
+    let info = views::token(&minted.token, crate::now());
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken { token: minted.secret.expose().to_owned(), info, warnings: minted.warnings }),
@@ -118,7 +117,7 @@ async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQue
         .map(|l| tessera_core::names::parse_label(l).map_err(|e| ApiError::BadRequest(e.to_string())))
         .transpose()?;
     let limit = q.limit.unwrap_or(1_000).min(10_000);
-    let now = Utc::now();
+    let now = crate::now();
     let filter = TokenFilter {
         env: q.env.clone(),
         client_id: q.client.clone(),
@@ -158,7 +157,7 @@ async fn token_for(state: &AppState, caller: &Caller, id: &str, access: Access) 
 
 async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<TokenView>> {
     let token = token_for(&state, &caller, &id, Access::Read).await?;
-    Ok(Json(views::token(&token, Utc::now())))
+    Ok(Json(views::token(&token, crate::now())))
 }
 
 async fn rotate(
@@ -170,7 +169,7 @@ async fn rotate(
     let grace = duration_field("grace", req.grace.as_deref())?;
     let old = token_for(&state, &caller, &id, Access::Write).await?;
     let (minted, previous) = tokens::rotate(&state, &caller.token_id, old, grace).await?;
-    let now = Utc::now();
+    let now = crate::now();
     Ok((
         StatusCode::CREATED,
         Json(RotatedToken {
@@ -191,7 +190,7 @@ async fn renew(
     let ttl = duration_field("ttl", req.ttl.as_deref())?;
     let token = token_for(&state, &caller, &id, Access::Write).await?;
     let (token, changed, warnings) = tokens::renew(&state, &caller.token_id, token, ttl).await?;
-    Ok(Json(TokenChange { info: views::token(&token, Utc::now()), changed, warnings }))
+    Ok(Json(TokenChange { info: views::token(&token, crate::now()), changed, warnings }))
 }
 
 async fn revoke(
@@ -208,7 +207,7 @@ async fn revoke(
     if revoked.is_empty() {
         warnings.push(format!("token {id} was already revoked"));
     }
-    Ok(Json(TokenChange { info: views::token(&token, Utc::now()), changed: !revoked.is_empty(), warnings }))
+    Ok(Json(TokenChange { info: views::token(&token, crate::now()), changed: !revoked.is_empty(), warnings }))
 }
 
 async fn revoke_matching(
@@ -225,7 +224,7 @@ async fn revoke_matching(
         Some(env) => caller.require(env, Access::Write)?,
         None => caller.require_admin("revoking across environments (no env given)")?,
     }
-    let now = Utc::now();
+    let now = crate::now();
     let filter = TokenFilter {
         env: req.env.clone(),
         client_id: req.client.clone(),
