@@ -1,0 +1,143 @@
+//! The README's worked example, and bad input, through the real binary.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::harness::{assert_fails, Server, BIN};
+
+#[test]
+fn first_start_creates_the_root_token_once_with_private_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Server::start(dir.path());
+    assert!(first.banner.iter().any(|l| l.contains("Root admin token")), "{:?}", first.banner);
+    assert!(first.banner.iter().any(|l| l == &first.root), "the root token is printed once");
+    for file in ["root-token", "master.key"] {
+        let mode = std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    drop(first);
+    let second = Server::start(dir.path());
+    assert!(second.banner.iter().all(|l| !l.contains("tsr_")), "not printed again: {:?}", second.banner);
+    second.ok(&["env", "list"]);
+}
+
+#[test]
+fn the_worked_example_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    s.ok(&["env", "create", "staging", "--max-ttl", "24h", "--idle-ttl", "15m"]);
+    let created = s.ok(&["client", "create", "checkout-tests", "--scopes", "staging=orders:read,orders:write"]);
+    assert!(created.contains("tsc_"), "the client secret is shown once: {created}");
+
+    // Piped: only the token on stdout.
+    let token = s.ok(&["token", "create", "--env", "staging", "--client", "checkout-tests", "--scope", "orders:read", "--ttl", "1h"]);
+    let token = token.strip_suffix('\n').unwrap();
+    assert!(tessera_core::TokenSecret::parse(token).is_ok(), "{token:?}");
+
+    let list = s.json(&["token", "list", "--env", "staging"]);
+    let id = list[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["state"], "active");
+
+    let shown = s.ok(&["token", "show", &id]);
+    assert!(shown.contains("state:") && shown.contains("active"), "{shown}");
+    assert!(!shown.contains(&token[4..]), "show never prints the secret");
+
+    let table = s.ok(&["token", "list"]);
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(table.contains(&id));
+
+    let rotated = s.json(&["token", "rotate", &id, "--grace", "5m"]);
+    let new_id = rotated["info"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(rotated["previous"]["superseded_by"], new_id.as_str());
+
+    s.ok(&["token", "renew", &new_id, "--ttl", "2h"]);
+    let revoked = s.ok(&["token", "revoke", &id, "--reason", "done"]);
+    assert_eq!(revoked.trim(), format!("revoked {id}"));
+    let again = s.ok(&["token", "revoke", &id]);
+    assert!(again.contains("already revoked"), "{again}");
+    let shown = s.json(&["token", "show", &id]);
+    assert_eq!(shown["inactive_reason"], "revoked");
+
+    let verify = s.ok(&["audit", "verify"]);
+    assert!(verify.starts_with("audit log verified:"), "{verify}");
+    let export = s.ok(&["audit", "export"]);
+    let actions: Vec<String> = export
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        actions[4..],
+        ["environment.create", "client.create", "token.create", "token.rotate", "token.renew", "token.revoke"]
+    );
+    let list = s.ok(&["audit", "list", "--limit", "3"]);
+    assert_eq!(list.lines().count(), 4, "{list}");
+}
+
+#[test]
+fn bad_input_exits_2_with_one_line_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    s.ok(&["env", "create", "staging"]);
+    s.ok(&["client", "create", "svc", "--scopes", "staging=a"]);
+    let before = s.json(&["audit", "verify"])["head_seq"].clone();
+    let cases: &[(&[&str], &str)] = &[
+        (&["env", "create", "staging"], "already exists"),
+        (&["env", "create", "qa", "--max-ttl", "10y"], "invalid duration \"10y\""),
+        (&["env", "create", "qa", "--idle-ttl", "15"], "number without a unit"),
+        (&["token", "create", "--env", "prod", "--client", "svc"], "environment \"prod\" not found"),
+        (&["token", "create", "--env", "staging", "--client", "svc", "--scope", "b"], "scopes not allowed"),
+        (&["token", "create", "--env", "staging", "--client", "svc", "--label", "novalue"], "expected KEY=VALUE"),
+        (&["token", "show", "tok_missing"], "not found"),
+        (&["client", "create", "x", "--scopes", "staging"], "expected ENV=SCOPE"),
+        (&["token", "revoke"], "name a token id or a selector"),
+    ];
+    for (args, needle) in cases {
+        assert_fails(&s.cli(args), 2, needle);
+    }
+    // A token revoke by selector without --yes must not have revoked anything.
+    s.ok(&["token", "create", "--env", "staging", "--client", "svc"]);
+    assert_fails(&s.cli(&["token", "revoke", "--env", "staging"]), 2, "1 tokens match; pass --yes");
+    assert_eq!(s.json(&["token", "list", "--env", "staging", "--state", "active"]).as_array().unwrap().len(), 1);
+    let after = s.json(&["audit", "verify"])["head_seq"].as_u64().unwrap();
+    assert_eq!(after, before.as_u64().unwrap() + 1, "only the one token creation changed anything");
+    let done = s.ok(&["token", "revoke", "--env", "staging", "--yes"]);
+    assert_eq!(done.trim(), "revoked 1 tokens");
+
+    // Usage errors from argument parsing exit 2 too.
+    let out = s.cli(&["token", "create", "--env", "staging"]);
+    assert_eq!(out.status.code(), Some(2));
+    // Revoked and malformed credentials.
+    let out = s.cli_as("tsr_notavalidtoken", &["env", "list"]);
+    assert_fails(&out, 2, "token has 18 characters, expected 42");
+}
+
+#[test]
+fn an_unreachable_server_is_a_connection_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let out = std::process::Command::new(BIN)
+        .args(["env", "list"])
+        .env("TESSERA_URL", format!("http://127.0.0.1:{port}"))
+        .env("TESSERA_TOKEN", "tsr_x")
+        .output()
+        .unwrap();
+    assert_fails(&out, 2, &format!("cannot reach Tessera at http://127.0.0.1:{port}"));
+}
+
+#[test]
+fn sigterm_shuts_the_server_down_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start(dir.path());
+    let pid = s.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "server still running 15s after SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}
