@@ -133,11 +133,16 @@ impl Client {
         let url = req.url().clone();
         let shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or("?"))
             + &url.port().map(|p| format!(":{p}")).unwrap_or_default();
-        let resp = self.http.execute(req).await.map_err(|e| Error::Connect { url: shown.clone(), reason: root_cause(&e) })?;
+        let resp =
+            self.http.execute(req).await.map_err(|e| Error::Connect { url: shown.clone(), reason: root_cause(&e) })?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| Error::Connect { url: shown.clone(), reason: root_cause(&e) })?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| Error::Decode { url: shown, status, reason: e.to_string() });
+            return serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+                url: shown,
+                status,
+                reason: e.to_string(),
+            });
         }
         match serde_json::from_slice::<Problem>(&bytes) {
             Ok(problem) => Err(Error::Api { status, problem }),

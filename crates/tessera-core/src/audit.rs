@@ -138,11 +138,15 @@ impl ChainHead {
 pub enum ChainBreak {
     #[error("audit entry {seq}: expected sequence number {expected} (an entry is missing or out of order)")]
     Gap { seq: u64, expected: u64 },
-    #[error("audit entry {seq}: previous-hash link does not match entry {prev} (an earlier entry was changed or removed)")]
+    #[error(
+        "audit entry {seq}: previous-hash link does not match entry {prev} (an earlier entry was changed or removed)"
+    )]
     BrokenLink { seq: u64, prev: u64 },
     #[error("audit entry {seq}: content does not match its hash (the entry was edited)")]
     HashMismatch { seq: u64 },
-    #[error("audit log ends at entry {last} but its recorded head is entry {head} (entries were removed from the end)")]
+    #[error(
+        "audit log ends at entry {last} but its recorded head is entry {head} (entries were removed from the end)"
+    )]
     Truncated { last: u64, head: u64 },
     #[error("audit log continues past its recorded head {head} to entry {last} (entries were added outside Tessera)")]
     HeadMismatch { last: u64, head: u64 },

@@ -131,10 +131,7 @@ impl Token {
     /// True while no later change can make this token active again and none is pending on
     /// it: revoked, expired, or past its rotation grace.
     pub fn is_finished(&self, now: DateTime<Utc>) -> bool {
-        matches!(
-            self.check(now),
-            Err(InactiveReason::Revoked | InactiveReason::Expired | InactiveReason::Rotated)
-        )
+        matches!(self.check(now), Err(InactiveReason::Revoked | InactiveReason::Expired | InactiveReason::Rotated))
     }
 }
 

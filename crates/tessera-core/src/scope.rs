@@ -18,7 +18,9 @@ pub enum ScopeError {
     TooLong { scope: String },
     #[error("scope {scope:?} contains a space, quote, backslash or control character")]
     InvalidCharacter { scope: String },
-    #[error("scope {scope:?} is not a valid Tessera admin scope (use tessera:admin or tessera:env:NAME:read|write|reveal)")]
+    #[error(
+        "scope {scope:?} is not a valid Tessera admin scope (use tessera:admin or tessera:env:NAME:read|write|reveal)"
+    )]
     InvalidAdminScope { scope: String },
 }
 

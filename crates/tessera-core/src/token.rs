@@ -152,11 +152,7 @@ mod tests {
             let mut bytes = s.clone().into_bytes();
             bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
             let changed = String::from_utf8(bytes).unwrap();
-            assert_eq!(
-                TokenSecret::parse(&changed).unwrap_err(),
-                TokenFormatError::ChecksumMismatch,
-                "position {i}"
-            );
+            assert_eq!(TokenSecret::parse(&changed).unwrap_err(), TokenFormatError::ChecksumMismatch, "position {i}");
         }
     }
 

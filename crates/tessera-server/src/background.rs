@@ -20,7 +20,7 @@ pub fn spawn(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) 
             }
             flush_usage(&state).await;
             rounds += 1;
-            if rounds % 60 == 0 {
+            if rounds.is_multiple_of(60) {
                 state.index.prune(crate::now());
             }
         }

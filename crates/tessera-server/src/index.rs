@@ -131,7 +131,11 @@ impl TokenIndex {
             .filter(|e| e.usage.dirty.swap(false, Ordering::AcqRel))
             .filter_map(|e| {
                 let last = DateTime::from_timestamp_micros(e.usage.last_used.load(Ordering::Acquire))?;
-                Some(UsageUpdate { token_id: e.token.id.clone(), uses: e.usage.uses.load(Ordering::Acquire), last_used_at: last })
+                Some(UsageUpdate {
+                    token_id: e.token.id.clone(),
+                    uses: e.usage.uses.load(Ordering::Acquire),
+                    last_used_at: last,
+                })
             })
             .collect()
     }

@@ -8,9 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use tessera_core::audit::actions;
 use tessera_core::id::new_public_id;
-use tessera_core::{
-    format_duration, AuditEvent, Environment, NewToken, ScopeSet, Token, TokenFormat, TokenSecret,
-};
+use tessera_core::{format_duration, AuditEvent, Environment, NewToken, ScopeSet, Token, TokenFormat, TokenSecret};
 use tessera_store::{Change, WriteUnit};
 
 use crate::http::error::{ApiError, ApiResult};
@@ -46,11 +44,7 @@ pub struct Minted {
 }
 
 pub async fn environment(state: &AppState, name: &str) -> ApiResult<Environment> {
-    state
-        .store
-        .environment(name)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("environment {name:?} not found")))
+    state.store.environment(name).await?.ok_or_else(|| ApiError::NotFound(format!("environment {name:?} not found")))
 }
 
 fn to_delta(d: Duration) -> TimeDelta {
@@ -246,7 +240,12 @@ pub async fn rotate(state: &AppState, actor: &str, old: Token, grace: Option<Dur
 
 /// Extends an active token's expiry to now + `ttl` (default: the environment's default TTL),
 /// never past creation + `max_ttl`, never earlier than it already is.
-pub async fn renew(state: &AppState, actor: &str, mut token: Token, ttl: Option<Duration>) -> ApiResult<(Token, bool, Vec<String>)> {
+pub async fn renew(
+    state: &AppState,
+    actor: &str,
+    mut token: Token,
+    ttl: Option<Duration>,
+) -> ApiResult<(Token, bool, Vec<String>)> {
     let now = crate::now();
     require_active(&token, now, "renewed")?;
     let env = environment(state, &token.env).await?;
@@ -267,7 +266,10 @@ pub async fn renew(state: &AppState, actor: &str, mut token: Token, ttl: Option<
     }
     let new_expiry = wanted.min(cap);
     if new_expiry <= token.expires_at {
-        warnings.push(format!("token already expires at {}; nothing to extend", token.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+        warnings.push(format!(
+            "token already expires at {}; nothing to extend",
+            token.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
         return Ok((token, false, warnings));
     }
     let event = AuditEvent::new(actions::TOKEN_RENEW, actor)
@@ -283,7 +285,12 @@ pub async fn renew(state: &AppState, actor: &str, mut token: Token, ttl: Option<
 }
 
 /// Revokes tokens (idempotently) with one audit entry each; returns the ids actually revoked.
-pub async fn revoke(state: &AppState, actor: &str, tokens: Vec<Token>, reason: Option<String>) -> ApiResult<Vec<String>> {
+pub async fn revoke(
+    state: &AppState,
+    actor: &str,
+    tokens: Vec<Token>,
+    reason: Option<String>,
+) -> ApiResult<Vec<String>> {
     let now = crate::now();
     let pending: Vec<Token> = tokens.into_iter().filter(|t| t.revoked_at.is_none()).collect();
     if pending.is_empty() {

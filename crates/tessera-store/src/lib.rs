@@ -21,9 +21,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::Unsupported(
-            "the PostgreSQL backend is not built yet; use sqlite://PATH".to_owned(),
-        ));
+        return Err(StoreError::Unsupported("the PostgreSQL backend is not built yet; use sqlite://PATH".to_owned()));
     }
     Err(StoreError::Unsupported(format!(
         "unsupported database URL scheme in {:?} (use sqlite://PATH)",

@@ -70,10 +70,8 @@ impl SqliteStore {
         let mut conn = SqliteConnection::connect_with(&connect).await?;
         sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?;
         let head = load_head(&mut conn).await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(options.read_connections.max(1))
-            .connect_with(connect)
-            .await?;
+        let read =
+            SqlitePoolOptions::new().max_connections(options.read_connections.max(1)).connect_with(connect).await?;
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(writer_loop(conn, head, rx));
         Ok(Self { read, writer: tx })
@@ -81,10 +79,7 @@ impl SqliteStore {
 
     async fn send<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> WriteRequest) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.writer
-            .send(make(tx))
-            .await
-            .map_err(|_| StoreError::Unavailable("the writer task has stopped".into()))?;
+        self.writer.send(make(tx)).await.map_err(|_| StoreError::Unavailable("the writer task has stopped".into()))?;
         rx.await.map_err(|_| StoreError::Unavailable("the writer task has stopped".into()))?
     }
 }
@@ -272,7 +267,8 @@ async fn apply_change(conn: &mut SqliteConnection, change: &Change, outcome: &mu
             .map_err(|e| unique_violation(e, "environment", &env.name))?;
         }
         Change::CreateClient(c) => {
-            let scopes: BTreeMap<&String, Vec<String>> = c.allowed_scopes.iter().map(|(k, v)| (k, v.to_vec())).collect();
+            let scopes: BTreeMap<&String, Vec<String>> =
+                c.allowed_scopes.iter().map(|(k, v)| (k, v.to_vec())).collect();
             sqlx::query(
                 "INSERT INTO clients (id, description, allowed_scopes, token_format, alg, secret_hash, disabled, \
                  created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -460,8 +456,8 @@ fn token_from_row(row: &SqliteRow) -> Result<Token> {
     let corrupt = |what: &str, e: String| StoreError::Corrupt(format!("{what} of token {id}: {e}"));
     let scopes = ScopeSet::parse_space_separated(&row.try_get::<String, _>("scopes")?)
         .map_err(|e| corrupt("scopes", e.to_string()))?;
-    let labels: BTreeMap<String, String> = serde_json::from_str(&row.try_get::<String, _>("labels")?)
-        .map_err(|e| corrupt("labels", e.to_string()))?;
+    let labels: BTreeMap<String, String> =
+        serde_json::from_str(&row.try_get::<String, _>("labels")?).map_err(|e| corrupt("labels", e.to_string()))?;
     let format = TokenFormat::from_str(&row.try_get::<String, _>("format")?).map_err(|e| corrupt("format", e))?;
     Ok(Token {
         env: row.try_get("env")?,
@@ -523,7 +519,8 @@ impl Store for SqliteStore {
     }
 
     async fn environment(&self, name: &str) -> Result<Option<Environment>> {
-        let row = sqlx::query("SELECT * FROM environments WHERE name = ?").bind(name).fetch_optional(&self.read).await?;
+        let row =
+            sqlx::query("SELECT * FROM environments WHERE name = ?").bind(name).fetch_optional(&self.read).await?;
         row.as_ref().map(env_from_row).transpose()
     }
 

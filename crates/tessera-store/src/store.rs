@@ -17,12 +17,23 @@ pub enum Change {
     CreateToken(NewToken),
     /// Supersede `old_id` (valid until `grace_until`) by `new`. Fails when `old_id` is revoked
     /// or already superseded.
-    RotateToken { old_id: String, grace_until: DateTime<Utc>, new: NewToken },
+    RotateToken {
+        old_id: String,
+        grace_until: DateTime<Utc>,
+        new: NewToken,
+    },
     /// Move `id`'s expiry. Fails when the token is revoked or superseded.
-    RenewToken { id: String, expires_at: DateTime<Utc> },
+    RenewToken {
+        id: String,
+        expires_at: DateTime<Utc>,
+    },
     /// Revoke every listed token that is not revoked yet (already revoked ones are left as
     /// they are: revocation is idempotent).
-    RevokeTokens { ids: Vec<String>, at: DateTime<Utc>, reason: Option<String> },
+    RevokeTokens {
+        ids: Vec<String>,
+        at: DateTime<Utc>,
+        reason: Option<String>,
+    },
 }
 
 /// Changes and the audit events describing them: committed together or not at all.

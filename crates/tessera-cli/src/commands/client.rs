@@ -51,10 +51,8 @@ pub async fn run(ctx: &Ctx, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
             if ctx.json() {
                 output::json(&clients)?;
             } else {
-                let rows: Vec<Vec<String>> = clients
-                    .iter()
-                    .map(|c| vec![c.id.clone(), c.token_format.clone(), scopes_text(c)])
-                    .collect();
+                let rows: Vec<Vec<String>> =
+                    clients.iter().map(|c| vec![c.id.clone(), c.token_format.clone(), scopes_text(c)]).collect();
                 output::table(&["ID", "FORMAT", "SCOPES"], &rows);
             }
         }

@@ -20,7 +20,17 @@ fn labels(args: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 pub async fn run(ctx: &Ctx, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     let client = ctx.client()?;
     match cmd {
-        TokenCommand::Create { env, client: client_id, scopes, audience, ttl, idle_ttl, max_uses, format, labels: l } => {
+        TokenCommand::Create {
+            env,
+            client: client_id,
+            scopes,
+            audience,
+            ttl,
+            idle_ttl,
+            max_uses,
+            format,
+            labels: l,
+        } => {
             let req = CreateToken {
                 env,
                 client: client_id,
@@ -180,10 +190,13 @@ fn show_fields(t: &TokenView) {
         ("remaining", tessera_core::format_duration(std::time::Duration::from_secs(t.remaining_s))),
         ("idle_ttl", output::opt(&t.idle_ttl)),
         ("last_used_at", output::opt_time(t.last_used_at)),
-        ("uses", match t.max_uses {
-            Some(max) => format!("{} of {max}", t.uses),
-            None => t.uses.to_string(),
-        }),
+        (
+            "uses",
+            match t.max_uses {
+                Some(max) => format!("{} of {max}", t.uses),
+                None => t.uses.to_string(),
+            },
+        ),
         ("revoked_at", output::opt_time(t.revoked_at)),
         ("revoke_reason", output::opt(&t.revoke_reason)),
         ("rotated_from", output::opt(&t.rotated_from)),

@@ -16,7 +16,11 @@ async fn editing_or_deleting_any_audit_row_fails_verification_at_that_entry() {
     // 4 entries at first start, then env, client and 3 tokens: 9 entries.
     let cases: &[(&str, &str, &str)] = &[
         ("edit a field", "UPDATE audit_log SET actor = 'tok_mallory' WHERE seq = 5", "first bad entry #5"),
-        ("edit details", "UPDATE audit_log SET details = '{\"scopes\":\"everything\"}' WHERE seq = 7", "first bad entry #7"),
+        (
+            "edit details",
+            "UPDATE audit_log SET details = '{\"scopes\":\"everything\"}' WHERE seq = 7",
+            "first bad entry #7",
+        ),
         ("break details", "UPDATE audit_log SET details = 'not json' WHERE seq = 6", "first bad entry #6"),
         ("move in time", "UPDATE audit_log SET at = at + 1 WHERE seq = 2", "first bad entry #2"),
         ("delete a row", "DELETE FROM audit_log WHERE seq = 7", "expected sequence number 7"),

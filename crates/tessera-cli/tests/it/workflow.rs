@@ -29,7 +29,18 @@ fn the_worked_example_runs_end_to_end() {
     assert!(created.contains("tsc_"), "the client secret is shown once: {created}");
 
     // Piped: only the token on stdout.
-    let token = s.ok(&["token", "create", "--env", "staging", "--client", "checkout-tests", "--scope", "orders:read", "--ttl", "1h"]);
+    let token = s.ok(&[
+        "token",
+        "create",
+        "--env",
+        "staging",
+        "--client",
+        "checkout-tests",
+        "--scope",
+        "orders:read",
+        "--ttl",
+        "1h",
+    ]);
     let token = token.strip_suffix('\n').unwrap();
     assert!(tessera_core::TokenSecret::parse(token).is_ok(), "{token:?}");
 

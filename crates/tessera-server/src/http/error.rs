@@ -96,10 +96,9 @@ impl ApiError {
             ApiError::InvalidToken(d) => {
                 Some(format!("Bearer realm=\"tessera\", error=\"invalid_token\", error_description=\"{}\"", quote(d)))
             }
-            ApiError::InsufficientScope { needed, .. } => Some(format!(
-                "Bearer realm=\"tessera\", error=\"insufficient_scope\", scope=\"{}\"",
-                quote(needed)
-            )),
+            ApiError::InsufficientScope { needed, .. } => {
+                Some(format!("Bearer realm=\"tessera\", error=\"insufficient_scope\", scope=\"{}\"", quote(needed)))
+            }
             _ => None,
         }
     }

@@ -53,9 +53,8 @@ pub fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::InvalidToken("the Authorization header is not valid text".into()))?;
+    let value =
+        value.to_str().map_err(|_| ApiError::InvalidToken("the Authorization header is not valid text".into()))?;
     let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(ApiError::InvalidToken("use the Bearer scheme: Authorization: Bearer tsr_…".into()));

@@ -86,9 +86,13 @@ async fn bad_input_is_refused_specifically_and_changes_nothing() {
             "malformed duration",
             422,
             "max_ttl: invalid duration \"10y\"",
-            c.create_environment(&CreateEnvironment { name: "x".into(), max_ttl: Some("10y".into()), ..Default::default() })
-                .await
-                .map(drop),
+            c.create_environment(&CreateEnvironment {
+                name: "x".into(),
+                max_ttl: Some("10y".into()),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
         ),
         (
             "default above max",
@@ -103,8 +107,18 @@ async fn bad_input_is_refused_specifically_and_changes_nothing() {
             .await
             .map(drop),
         ),
-        ("unknown env for token", 404, "environment \"prod\" not found", c.create_token(&token("prod", "checkout-tests", &["orders:read"])).await.map(drop)),
-        ("unknown client", 404, "client \"ghost\" not found", c.create_token(&token("staging", "ghost", &["orders:read"])).await.map(drop)),
+        (
+            "unknown env for token",
+            404,
+            "environment \"prod\" not found",
+            c.create_token(&token("prod", "checkout-tests", &["orders:read"])).await.map(drop),
+        ),
+        (
+            "unknown client",
+            404,
+            "client \"ghost\" not found",
+            c.create_token(&token("staging", "ghost", &["orders:read"])).await.map(drop),
+        ),
         (
             "scope not allowed",
             422,
@@ -117,22 +131,33 @@ async fn bad_input_is_refused_specifically_and_changes_nothing() {
             "has no scopes in environment qa",
             c.create_token(&token("qa", "checkout-tests", &["orders:read"])).await.map(drop),
         ),
-        ("invalid scope", 422, "contains a space", c.create_token(&token("staging", "checkout-tests", &["a b"])).await.map(drop)),
+        (
+            "invalid scope",
+            422,
+            "contains a space",
+            c.create_token(&token("staging", "checkout-tests", &["a b"])).await.map(drop),
+        ),
         (
             "bad ttl",
             422,
             "ttl: invalid duration",
-            c.create_token(&CreateToken { ttl: Some("1.5h".into()), ..token("staging", "checkout-tests", &["orders:read"]) })
-                .await
-                .map(drop),
+            c.create_token(&CreateToken {
+                ttl: Some("1.5h".into()),
+                ..token("staging", "checkout-tests", &["orders:read"])
+            })
+            .await
+            .map(drop),
         ),
         (
             "zero ttl",
             422,
             "ttl must be greater than zero",
-            c.create_token(&CreateToken { ttl: Some("0s".into()), ..token("staging", "checkout-tests", &["orders:read"]) })
-                .await
-                .map(drop),
+            c.create_token(&CreateToken {
+                ttl: Some("0s".into()),
+                ..token("staging", "checkout-tests", &["orders:read"])
+            })
+            .await
+            .map(drop),
         ),
         (
             "bad label",
@@ -145,10 +170,30 @@ async fn bad_input_is_refused_specifically_and_changes_nothing() {
             .await
             .map(drop),
         ),
-        ("duplicate client", 409, "already exists", c.create_client(&client("checkout-tests", "staging", &["a"])).await.map(drop)),
-        ("client for unknown env", 404, "environment \"prod\" not found", c.create_client(&client("c2", "prod", &["a"])).await.map(drop)),
-        ("bad admin scope", 422, "not a valid Tessera admin scope", c.create_client(&client("c3", "staging", &["tessera:root"])).await.map(drop)),
-        ("bad client id", 422, "invalid client name", c.create_client(&client("Bad Id", "staging", &["a"])).await.map(drop)),
+        (
+            "duplicate client",
+            409,
+            "already exists",
+            c.create_client(&client("checkout-tests", "staging", &["a"])).await.map(drop),
+        ),
+        (
+            "client for unknown env",
+            404,
+            "environment \"prod\" not found",
+            c.create_client(&client("c2", "prod", &["a"])).await.map(drop),
+        ),
+        (
+            "bad admin scope",
+            422,
+            "not a valid Tessera admin scope",
+            c.create_client(&client("c3", "staging", &["tessera:root"])).await.map(drop),
+        ),
+        (
+            "bad client id",
+            422,
+            "invalid client name",
+            c.create_client(&client("Bad Id", "staging", &["a"])).await.map(drop),
+        ),
         ("rotate revoked", 409, "inactive (revoked)", c.rotate_token(&revoked_id, &Default::default()).await.map(drop)),
         ("renew revoked", 409, "inactive (revoked)", c.renew_token(&revoked_id, &Default::default()).await.map(drop)),
         ("unknown token", 404, "not found", c.token("tok_doesnotexist0000").await.map(drop)),
@@ -177,12 +222,25 @@ async fn malformed_and_oversized_bodies_get_problem_json() {
         }
         r.send()
     };
-    let cases: Vec<(&str, Vec<u8>, Option<&str>, u16, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<u8>, Option<&'a str>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("syntax", b"{\"name\": ".to_vec(), Some("application/json"), 400, "EOF"),
         ("wrong type", br#"{"name": 5}"#.to_vec(), Some("application/json"), 422, "invalid type"),
-        ("unknown field", br#"{"name": "x", "colour": "red"}"#.to_vec(), Some("application/json"), 422, "unknown field `colour`"),
+        (
+            "unknown field",
+            br#"{"name": "x", "colour": "red"}"#.to_vec(),
+            Some("application/json"),
+            422,
+            "unknown field `colour`",
+        ),
         ("no content type", br#"{"name": "x"}"#.to_vec(), None, 415, "Content-Type: application/json"),
-        ("oversized", format!("{{\"name\": \"{}\"}}", "a".repeat(100_000)).into_bytes(), Some("application/json"), 413, "larger than"),
+        (
+            "oversized",
+            format!("{{\"name\": \"{}\"}}", "a".repeat(100_000)).into_bytes(),
+            Some("application/json"),
+            413,
+            "larger than",
+        ),
     ];
     for (name, body, ct, status, detail) in cases {
         let resp = post(body, ct).await.unwrap();

@@ -79,10 +79,15 @@ async fn a_staging_token_cannot_see_or_touch_qa() {
         ("list qa", w.tokens(&TokenQuery { env: Some("qa".into()), ..Default::default() }).await.map(drop)),
         (
             "mint in qa",
-            w.create_token(&CreateToken { env: "qa".into(), client: "svc".into(), ..Default::default() }).await.map(drop),
+            w.create_token(&CreateToken { env: "qa".into(), client: "svc".into(), ..Default::default() })
+                .await
+                .map(drop),
         ),
         ("show qa env", w.environment("qa").await.map(drop)),
-        ("create env", w.create_environment(&CreateEnvironment { name: "x".into(), ..Default::default() }).await.map(drop)),
+        (
+            "create env",
+            w.create_environment(&CreateEnvironment { name: "x".into(), ..Default::default() }).await.map(drop),
+        ),
         (
             "bulk revoke qa",
             w.revoke_tokens(&BulkRevoke { env: Some("qa".into()), ..Default::default() }).await.map(drop),
@@ -97,13 +102,7 @@ async fn a_staging_token_cannot_see_or_touch_qa() {
     let (status, _) = problem(r.revoke_token(&staging_id, &Default::default()).await);
     assert_eq!(status, 403);
     // The 403 challenge names the missing scope.
-    let resp = s
-        .http()
-        .post(format!("{}/v1/tokens/{qa_id}/revoke", s.url))
-        .bearer_auth(&writer)
-        .send()
-        .await
-        .unwrap();
+    let resp = s.http().post(format!("{}/v1/tokens/{qa_id}/revoke", s.url)).bearer_auth(&writer).send().await.unwrap();
     assert_eq!(resp.status(), 403);
     let www = resp.headers()["www-authenticate"].to_str().unwrap();
     assert!(www.contains("error=\"insufficient_scope\""), "{www}");
@@ -143,7 +142,12 @@ async fn use_limits_and_expiry_apply_to_admin_credentials() {
     s.client("ops", &[("staging", &["tessera:env:staging:read"])]).await;
     let c = s.root_client();
     let limited = c
-        .create_token(&CreateToken { env: "staging".into(), client: "ops".into(), max_uses: Some(2), ..Default::default() })
+        .create_token(&CreateToken {
+            env: "staging".into(),
+            client: "ops".into(),
+            max_uses: Some(2),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let l = s.client_with(&limited.token);
@@ -156,7 +160,12 @@ async fn use_limits_and_expiry_apply_to_admin_credentials() {
     assert_eq!((shown.uses, shown.inactive_reason.as_deref()), (2, Some("exhausted")));
 
     let short = c
-        .create_token(&CreateToken { env: "staging".into(), client: "ops".into(), ttl: Some("1s".into()), ..Default::default() })
+        .create_token(&CreateToken {
+            env: "staging".into(),
+            client: "ops".into(),
+            ttl: Some("1s".into()),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let sc = s.client_with(&short.token);

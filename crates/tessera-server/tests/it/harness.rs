@@ -2,10 +2,10 @@
 
 use std::net::SocketAddr;
 
+use tempfile::TempDir;
 use tessera_client::api::{CreateClient, CreateEnvironment, CreateToken, Problem};
 use tessera_client::Client;
 use tessera_server::{RunningServer, ServerConfig};
-use tempfile::TempDir;
 
 pub struct TestServer {
     pub url: String,
@@ -59,10 +59,8 @@ impl TestServer {
 
     /// Client `id` with `scopes` per environment.
     pub async fn client(&self, id: &str, scopes: &[(&str, &[&str])]) -> String {
-        let scopes = scopes
-            .iter()
-            .map(|(env, list)| (env.to_string(), list.iter().map(|s| s.to_string()).collect()))
-            .collect();
+        let scopes =
+            scopes.iter().map(|(env, list)| (env.to_string(), list.iter().map(|s| s.to_string()).collect())).collect();
         self.root_client()
             .create_client(&CreateClient { id: id.into(), scopes, ..Default::default() })
             .await

@@ -19,8 +19,11 @@ async fn setup() -> TestServer {
         .await
         .unwrap();
     s.env("qa").await;
-    s.client("checkout-tests", &[("staging", &["orders:read", "orders:write", "tessera:env:staging:read"]), ("qa", &["orders:read"])])
-        .await;
+    s.client(
+        "checkout-tests",
+        &[("staging", &["orders:read", "orders:write", "tessera:env:staging:read"]), ("qa", &["orders:read"])],
+    )
+    .await;
     s
 }
 
@@ -108,7 +111,10 @@ async fn lists_filter_by_env_client_state_and_label() {
         v.sort();
         v
     };
-    assert_eq!(ids(TokenQuery { env: Some("staging".into()), ..Default::default() }).await, sorted(vec![a.clone(), b.clone()]));
+    assert_eq!(
+        ids(TokenQuery { env: Some("staging".into()), ..Default::default() }).await,
+        sorted(vec![a.clone(), b.clone()])
+    );
     assert_eq!(ids(TokenQuery { client: Some("other".into()), ..Default::default() }).await, vec![b.clone()]);
     assert_eq!(
         ids(TokenQuery { env: Some("staging".into()), state: Some("active".into()), ..Default::default() }).await,

@@ -26,7 +26,11 @@ struct ListQuery {
 }
 
 /// Entries the caller may read: all for `tessera:admin`, else those of readable environments.
-async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<AuditList>> {
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<AuditList>> {
     let limit = q.limit.unwrap_or(100).clamp(1, PAGE);
     let mut after = q.after.unwrap_or(0);
     let mut entries = Vec::new();
@@ -37,7 +41,8 @@ async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQue
         after = last.seq;
         let full = batch.len() as u32 == PAGE;
         for e in &batch {
-            let readable = caller.scopes.is_admin() || e.event.env.as_deref().is_some_and(|env| caller.can(env, Access::Read));
+            let readable =
+                caller.scopes.is_admin() || e.event.env.as_deref().is_some_and(|env| caller.can(env, Access::Read));
             if readable {
                 entries.push(views::audit(e));
                 if entries.len() as u32 == limit {

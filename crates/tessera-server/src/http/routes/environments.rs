@@ -17,9 +17,7 @@ use crate::state::AppState;
 use crate::{tokens, views};
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/environments", get(list).post(create))
-        .route("/v1/environments/{name}", get(show))
+    Router::new().route("/v1/environments", get(list).post(create)).route("/v1/environments/{name}", get(show))
 }
 
 async fn create(
@@ -70,7 +68,11 @@ async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<E
     Ok(Json(EnvironmentList { environments }))
 }
 
-async fn show(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Json<EnvironmentView>> {
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<EnvironmentView>> {
     caller.require(&name, Access::Read)?;
     let env = tokens::environment(&state, &name).await?;
     Ok(Json(views::environment(&env)))

@@ -103,7 +103,11 @@ struct ListQuery {
     limit: Option<u32>,
 }
 
-async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<TokenList>> {
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<TokenList>> {
     if let Some(env) = &q.env {
         caller.require(env, Access::Read)?;
     }
