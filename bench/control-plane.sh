@@ -15,6 +15,7 @@
 #   AUDIT_FILL_DEADLINE (1800)  seconds allowed for filling the audit log
 #   VERIFY_RUNS (3)             how many times `audit verify` is timed
 #   SKIP_BUILD (unset)          set to 1 to reuse an existing target/release/tessera
+#   KEEP_TMP (unset)            set to 1 to keep the temp dir (server log, wrk outputs)
 set -euo pipefail
 
 WRK_THREADS=${WRK_THREADS:-2}
@@ -64,7 +65,11 @@ cleanup() {
         kill -9 "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
     fi
-    rm -rf "$tmp"
+    if [[ "${KEEP_TMP:-}" == 1 ]]; then
+        echo "kept $tmp (server.out, server.err, wrk-*.txt)"
+    else
+        rm -rf "$tmp"
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -254,4 +259,5 @@ base_rps=$(wrk_rps "$tmp/wrk-healthz.txt")
     done
     echo "audit verify: $entries entries, min ${verify_min} s, median ${verify_median} s over $VERIFY_RUNS runs (${verify_times[*]})"
     echo "server RSS at the end: ${server_rss} KB"
+    echo "server log: $(grep -c -E 'WARN|ERROR' "$tmp/server.err" || true) WARN/ERROR lines"
 }

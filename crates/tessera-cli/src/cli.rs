@@ -43,6 +43,25 @@ pub enum Command {
     /// Read and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// List and rotate JWT signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List signing keys (public facts only).
+    List {
+        #[arg(long)]
+        env: Option<String>,
+    },
+    /// Rotate an environment's signing keys: the pre-published next key starts signing.
+    Rotate {
+        #[arg(long)]
+        env: String,
+        #[arg(long, value_parser = ["EdDSA", "ES256", "RS256"])]
+        alg: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +124,10 @@ pub enum ClientCommand {
     List,
     /// Show one client.
     Show { id: String },
+    /// Stop a client from authenticating and getting tokens.
+    Disable { id: String },
+    /// Allow a disabled client again.
+    Enable { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +171,8 @@ pub enum TokenCommand {
     },
     /// Show one token, with the rule that makes it inactive if it is.
     Show { id: String },
+    /// Introspect a token given as text (or `-` to read it from stdin): active, or why not.
+    Inspect { token: String },
     /// Replace a token by a new one; the old one stays valid for the grace period.
     Rotate {
         id: String,

@@ -230,6 +230,54 @@ impl Client {
         self.send(req).await
     }
 
+    pub async fn disable_client(&self, id: &str) -> Result<ClientView> {
+        self.post(&["v1", "clients", id, "disable"], &serde_json::json!({})).await
+    }
+
+    pub async fn enable_client(&self, id: &str) -> Result<ClientView> {
+        self.post(&["v1", "clients", id, "enable"], &serde_json::json!({})).await
+    }
+
+    /// Signing keys of `env` (all readable environments when `None`).
+    pub async fn keys(&self, env: Option<&str>) -> Result<Vec<KeyView>> {
+        let mut req = self.request(Method::GET, &["v1", "keys"]);
+        if let Some(env) = env {
+            req = req.query(&[("env", env)]);
+        }
+        Ok(self.send::<KeyList>(req).await?.keys)
+    }
+
+    pub async fn rotate_keys(&self, req: &RotateKeys) -> Result<RotatedKeys> {
+        self.post(&["v1", "keys", "rotate"], req).await
+    }
+
+    /// RFC 7662 introspection with this client's (admin) bearer token: inactive answers carry
+    /// the reason.
+    pub async fn introspect(&self, token: &str) -> Result<Introspection> {
+        let req = self.request(Method::POST, &["oauth2", "introspect"]).form(&[("token", token)]);
+        self.send_oauth(req).await
+    }
+
+    /// Sends a request to an OAuth endpoint, whose errors are RFC 6749 JSON, not problems.
+    async fn send_oauth<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T> {
+        match self.send(req).await {
+            Err(Error::Decode { status, reason, .. }) => {
+                let v: serde_json::Value = serde_json::from_str(&reason).unwrap_or_default();
+                let detail = v["error_description"].as_str().or(v["error"].as_str()).unwrap_or(&reason).to_owned();
+                Err(Error::Api {
+                    status,
+                    problem: Problem {
+                        kind: format!("oauth:{}", v["error"].as_str().unwrap_or("error")),
+                        title: String::new(),
+                        status: status.as_u16(),
+                        detail,
+                    },
+                })
+            }
+            other => other,
+        }
+    }
+
     pub async fn verify_audit(&self) -> Result<AuditVerification> {
         self.get(&["v1", "audit", "verify"]).await
     }

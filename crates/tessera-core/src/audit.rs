@@ -23,6 +23,11 @@ pub mod actions {
     pub const TOKEN_ROTATE: &str = "token.rotate";
     pub const TOKEN_RENEW: &str = "token.renew";
     pub const TOKEN_REVOKE: &str = "token.revoke";
+    pub const CLIENT_DISABLE: &str = "client.disable";
+    pub const CLIENT_ENABLE: &str = "client.enable";
+    pub const KEY_CREATE: &str = "key.create";
+    pub const KEY_ROTATE: &str = "key.rotate";
+    pub const KEY_DROP: &str = "key.drop";
 }
 
 /// What happened, by whom, to what. Never holds a secret: tokens appear by public id only.

@@ -22,4 +22,4 @@ pub use lifecycle::{InactiveReason, TokenLife};
 pub use model::{Client, Environment, NewToken, Token, TokenFormat};
 pub use policy::{EnvPolicy, PolicyError, TtlDecision};
 pub use scope::{Access, Scope, ScopeError, ScopeSet};
-pub use token::{ClientSecret, TokenFormatError, TokenSecret};
+pub use token::{ClientSecret, IssuedToken, TokenFormatError, TokenSecret};

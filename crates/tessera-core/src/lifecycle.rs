@@ -14,16 +14,19 @@ pub enum InactiveReason {
     Revoked,
     Exhausted,
     Rotated,
+    /// `not_before` is still in the future (test tokens minted with forged times).
+    NotYetValid,
     Unknown,
 }
 
 impl InactiveReason {
-    pub const ALL: [InactiveReason; 6] = [
+    pub const ALL: [InactiveReason; 7] = [
         InactiveReason::Expired,
         InactiveReason::IdleExpired,
         InactiveReason::Revoked,
         InactiveReason::Exhausted,
         InactiveReason::Rotated,
+        InactiveReason::NotYetValid,
         InactiveReason::Unknown,
     ];
 
@@ -34,6 +37,7 @@ impl InactiveReason {
             InactiveReason::Revoked => "revoked",
             InactiveReason::Exhausted => "exhausted",
             InactiveReason::Rotated => "rotated",
+            InactiveReason::NotYetValid => "not_yet_valid",
             InactiveReason::Unknown => "unknown",
         }
     }
@@ -73,6 +77,9 @@ impl TokenLife {
         if now >= self.expires_at {
             return Err(InactiveReason::Expired);
         }
+        if self.is_not_yet_valid(now) {
+            return Err(InactiveReason::NotYetValid);
+        }
         if let Some(idle) = self.idle_ttl {
             let last = self.last_used_at.unwrap_or(self.created_at);
             if (now - last).to_std().is_ok_and(|since| since > idle) {
@@ -85,8 +92,7 @@ impl TokenLife {
         Ok(())
     }
 
-    /// `not_before` is separate from activity: a token not yet valid is refused by resource
-    /// servers but is not "inactive" in the RFC 7662 sense. Kept as its own check.
+    /// True before `not_before`.
     pub fn is_not_yet_valid(&self, now: DateTime<Utc>) -> bool {
         self.not_before.is_some_and(|nbf| now < nbf)
     }
@@ -163,6 +169,8 @@ mod tests {
             ),
             ("within grace", |l| l.grace_until = Some(t(100)), 99, Ok(())),
             ("after grace", |l| l.grace_until = Some(t(100)), 100, Err(InactiveReason::Rotated)),
+            ("not yet valid", |l| l.not_before = Some(t(100)), 99, Err(InactiveReason::NotYetValid)),
+            ("valid from nbf", |l| l.not_before = Some(t(100)), 100, Ok(())),
         ];
         for (name, setup, at, expected) in cases {
             let mut life = base();

@@ -188,3 +188,30 @@ mod tests {
         assert!(ClientSecret::parse(c.expose()).is_ok());
     }
 }
+
+/// The text of an issued access token of either format (an opaque `tsr_` token or a JWT),
+/// between minting and the one response that shows it. Redacted `Debug`, zeroized on drop.
+#[derive(Clone)]
+pub struct IssuedToken(Zeroizing<String>);
+
+impl IssuedToken {
+    pub fn new(text: String) -> Self {
+        Self(Zeroizing::new(text))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<TokenSecret> for IssuedToken {
+    fn from(t: TokenSecret) -> Self {
+        Self(t.0)
+    }
+}
+
+impl fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IssuedToken(redacted)")
+    }
+}

@@ -20,6 +20,8 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// How often in-memory use counts are written to the store.
     pub usage_flush_interval: Duration,
+    /// Signing keys older than this are rotated automatically.
+    pub key_rotation_period: Duration,
 }
 
 impl ServerConfig {
@@ -31,6 +33,7 @@ impl ServerConfig {
             master_key: None,
             public_url: None,
             usage_flush_interval: Duration::from_secs(1),
+            key_rotation_period: Duration::from_secs(30 * 86_400),
         }
     }
 

@@ -8,8 +8,13 @@ pub mod bootstrap;
 pub mod config;
 pub mod http;
 pub mod index;
+pub mod jwt;
+pub mod keys;
+pub mod metrics;
+pub mod seal;
 pub mod state;
 pub mod tokens;
+pub mod validate;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -18,7 +23,6 @@ use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use chrono::Utc;
-use tessera_core::SecretHasher;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -46,9 +50,13 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::clients::routes())
         .merge(routes::tokens::routes())
         .merge(routes::audit::routes())
+        .merge(routes::keys::routes())
+        .merge(routes::oauth::routes())
+        .route("/metrics", axum::routing::get(metrics::render))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::BadRequest("method not allowed on this route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
 }
 
@@ -76,21 +84,35 @@ impl RunningServer {
     }
 }
 
+/// Fills the in-memory caches (live tokens, clients, signing keys) from the store.
+async fn load_caches(state: &AppState) -> anyhow::Result<()> {
+    for (hash, token) in state.store.live_tokens(crate::now()).await.context("loading live tokens")? {
+        state.index.upsert(hash, token);
+    }
+    for client in state.store.clients().await.context("loading clients")? {
+        state.clients.insert(client);
+    }
+    for stored in state.store.signing_keys().await.context("loading signing keys")? {
+        let key = keys::SigningKey::open(&stored, &state.key_sealer)
+            .map_err(|e| anyhow::anyhow!("{e} (is TESSERA_MASTER_KEY the key this data was created with?)"))?;
+        state.keyring.insert(key);
+    }
+    Ok(())
+}
+
 /// Opens the store, bootstraps a first start, binds `config.listen` and starts serving.
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let master = bootstrap::master_key(&config)?;
     let store = tessera_store::open(&config.db_url()).await.with_context(|| format!("opening {}", config.db_url()))?;
-    let state = AppState::new(store, SecretHasher::new(&master));
-    drop(master);
-    let root_token = bootstrap::first_start(&state, &config).await?;
-    let live = state.store.live_tokens(crate::now()).await.context("loading live tokens")?;
-    for (hash, token) in live {
-        state.index.upsert(hash, token);
-    }
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let local_addr = listener.local_addr()?;
+    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{local_addr}"));
+    let state = AppState::new(store, &master, public_url, config.key_rotation_period);
+    drop(master);
+    let root_token = bootstrap::first_start(&state, &config).await?;
+    load_caches(&state).await?;
     let (shutdown, mut stop) = watch::channel(false);
     let app = router(state.clone());
     let background = background::spawn(state.clone(), config.usage_flush_interval, shutdown.subscribe());

@@ -6,12 +6,19 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use std::str::FromStr;
 use tessera_core::audit::actions;
 use tessera_core::id::new_public_id;
-use tessera_core::{format_duration, AuditEvent, Environment, NewToken, ScopeSet, Token, TokenFormat, TokenSecret};
+
+use tessera_core::{
+    format_duration, AuditEvent, Environment, IssuedToken, NewToken, ScopeSet, Token, TokenFormat, TokenHash,
+    TokenSecret,
+};
 use tessera_store::{Change, WriteUnit};
 
 use crate::http::error::{ApiError, ApiResult};
+use crate::jwt;
+use crate::keys::{self, Alg};
 use crate::state::AppState;
 
 /// How long a rotated token stays valid when the caller names no grace period.
@@ -38,9 +45,18 @@ pub struct MintRequest {
 /// A freshly minted token: the secret exists only until the response shows it.
 #[derive(Debug)]
 pub struct Minted {
-    pub secret: TokenSecret,
+    pub secret: IssuedToken,
     pub token: Token,
     pub warnings: Vec<String>,
+}
+
+/// A checked token record, before its secret exists.
+#[derive(Debug)]
+pub struct Draft {
+    pub token: Token,
+    pub warnings: Vec<String>,
+    /// The client's JWT signing algorithm.
+    pub alg: Alg,
 }
 
 pub async fn environment(state: &AppState, name: &str) -> ApiResult<Environment> {
@@ -53,7 +69,7 @@ fn to_delta(d: Duration) -> TimeDelta {
 
 /// Checks a mint request against the environment policy and the client's allowed scopes, and
 /// builds the token record. Commits nothing.
-pub async fn prepare(state: &AppState, req: MintRequest, now: DateTime<Utc>) -> ApiResult<Minted> {
+pub async fn prepare(state: &AppState, req: MintRequest, now: DateTime<Utc>) -> ApiResult<Draft> {
     let env = environment(state, &req.env).await?;
     let client = state
         .store
@@ -86,12 +102,7 @@ pub async fn prepare(state: &AppState, req: MintRequest, now: DateTime<Utc>) -> 
         return Err(ApiError::Validation("a token needs at least one scope".into()));
     }
     let format = req.format.unwrap_or(client.token_format);
-    if format == TokenFormat::Jwt {
-        return Err(ApiError::Validation(
-            "JWT access tokens are minted by the OAuth issuer, which this server does not offer yet; use format opaque"
-                .into(),
-        ));
-    }
+    let alg = Alg::from_str(&client.alg).map_err(ApiError::Internal)?;
     if let Some(aud) = &req.audience {
         if aud.is_empty() || aud.len() > 200 || aud.chars().any(char::is_control) {
             return Err(ApiError::Validation("audience must have 1-200 printable characters".into()));
@@ -110,7 +121,6 @@ pub async fn prepare(state: &AppState, req: MintRequest, now: DateTime<Utc>) -> 
             format_duration(ttl.ttl)
         ));
     }
-    let secret = TokenSecret::generate();
     let token = Token {
         id: new_public_id("tok"),
         env: env.name.clone(),
@@ -134,7 +144,45 @@ pub async fn prepare(state: &AppState, req: MintRequest, now: DateTime<Utc>) -> 
         superseded_by: None,
         grace_until: None,
     };
-    Ok(Minted { secret, token, warnings })
+    Ok(Draft { token, warnings, alg })
+}
+
+/// Creates the secret of a drafted token: a random opaque token, or a JWT signed with the
+/// environment's current key for the client's algorithm (RS256 off the async threads).
+pub async fn issue(state: &AppState, draft: &Draft) -> ApiResult<(IssuedToken, NewToken)> {
+    let t = &draft.token;
+    match t.format {
+        TokenFormat::Opaque => {
+            let secret = TokenSecret::generate();
+            let hash = state.hasher.hash(secret.expose());
+            Ok((secret.into(), NewToken { token: t.clone(), hash }))
+        }
+        TokenFormat::Jwt => {
+            let key = keys::ensure(state, &t.created_by, &t.env, draft.alg).await?;
+            let issuer = state.issuer(&t.env);
+            let claims = jwt::Claims {
+                aud: t.audience.clone().unwrap_or_else(|| issuer.clone()),
+                iss: issuer,
+                sub: t.client_id.clone(),
+                exp: t.expires_at.timestamp(),
+                iat: t.created_at.timestamp(),
+                nbf: t.not_before.unwrap_or(t.created_at).timestamp(),
+                jti: t.id.clone(),
+                scope: t.scopes.to_string(),
+                client_id: t.client_id.clone(),
+                env: t.env.clone(),
+            };
+            let text = if draft.alg == Alg::RS256 {
+                tokio::task::spawn_blocking(move || jwt::sign(&key, &claims))
+                    .await
+                    .map_err(|e| ApiError::Internal(format!("signing failed: {e}")))?
+            } else {
+                jwt::sign(&key, &claims)
+            };
+            // JWTs are found by `jti`, not by hash; the store keeps no hash for them.
+            Ok((IssuedToken::new(text), NewToken { token: t.clone(), hash: TokenHash([0; 32]) }))
+        }
+    }
 }
 
 fn created_event(actor: &str, t: &Token, action: &str) -> AuditEvent {
@@ -162,15 +210,18 @@ fn created_event(actor: &str, t: &Token, action: &str) -> AuditEvent {
 pub async fn mint(state: &AppState, req: MintRequest) -> ApiResult<Minted> {
     let now = crate::now();
     let actor = req.created_by.clone();
-    let minted = prepare(state, req, now).await?;
-    let hash = state.hasher.hash(minted.secret.expose());
-    let event = created_event(&actor, &minted.token, actions::TOKEN_CREATE);
-    state
-        .store
-        .commit(WriteUnit::new(Change::CreateToken(NewToken { token: minted.token.clone(), hash }), event))
-        .await?;
-    state.index.upsert(Some(hash), minted.token.clone());
-    Ok(minted)
+    let draft = prepare(state, req, now).await?;
+    let (secret, new) = issue(state, &draft).await?;
+    let event = created_event(&actor, &draft.token, actions::TOKEN_CREATE);
+    state.store.commit(WriteUnit::new(Change::CreateToken(new.clone()), event)).await?;
+    index_new(state, new);
+    state.metrics.token_issued(&draft.token.env, draft.token.format.as_str());
+    Ok(Minted { secret, token: draft.token, warnings: draft.warnings })
+}
+
+fn index_new(state: &AppState, new: NewToken) {
+    let hash = (new.token.format == TokenFormat::Opaque).then_some(new.hash);
+    state.index.upsert(hash, new.token);
 }
 
 /// The current record of a token: from the index (with live usage) or the store.
@@ -216,26 +267,23 @@ pub async fn rotate(state: &AppState, actor: &str, old: Token, grace: Option<Dur
         run_id: old.run_id.clone(),
         created_by: actor.to_owned(),
     };
-    let mut minted = prepare(state, req, now).await?;
-    minted.token.rotated_from = Some(old.id.clone());
+    let mut draft = prepare(state, req, now).await?;
+    draft.token.rotated_from = Some(old.id.clone());
+    let (secret, new) = issue(state, &draft).await?;
     let grace = grace.unwrap_or(DEFAULT_GRACE);
     let grace_until = now + to_delta(grace);
-    let hash = state.hasher.hash(minted.secret.expose());
-    let event = created_event(actor, &minted.token, actions::TOKEN_ROTATE)
+    let event = created_event(actor, &draft.token, actions::TOKEN_ROTATE)
         .detail("previous", old.id.clone())
         .detail("grace_until", grace_until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    let change = Change::RotateToken {
-        old_id: old.id.clone(),
-        grace_until,
-        new: NewToken { token: minted.token.clone(), hash },
-    };
+    let change = Change::RotateToken { old_id: old.id.clone(), grace_until, new: new.clone() };
     state.store.commit(WriteUnit::new(change, event)).await?;
     let mut previous = old;
-    previous.superseded_by = Some(minted.token.id.clone());
+    previous.superseded_by = Some(draft.token.id.clone());
     previous.grace_until = Some(grace_until);
     state.index.refresh(previous.clone());
-    state.index.upsert(Some(hash), minted.token.clone());
-    Ok((minted, previous))
+    index_new(state, new);
+    state.metrics.token_issued(&draft.token.env, draft.token.format.as_str());
+    Ok((Minted { secret, token: draft.token, warnings: draft.warnings }, previous))
 }
 
 /// Extends an active token's expiry to now + `ttl` (default: the environment's default TTL),
@@ -248,6 +296,12 @@ pub async fn renew(
 ) -> ApiResult<(Token, bool, Vec<String>)> {
     let now = crate::now();
     require_active(&token, now, "renewed")?;
+    if token.format == TokenFormat::Jwt {
+        return Err(ApiError::Conflict(format!(
+            "token {} is a JWT: its expiry is signed into it and cannot be extended; mint a new token",
+            token.id
+        )));
+    }
     let env = environment(state, &token.env).await?;
     let ttl = ttl.unwrap_or(env.policy.default_ttl);
     if ttl.as_secs() == 0 {
@@ -288,6 +342,7 @@ pub async fn renew(
 pub async fn revoke(
     state: &AppState,
     actor: &str,
+    via: &str,
     tokens: Vec<Token>,
     reason: Option<String>,
 ) -> ApiResult<Vec<String>> {
@@ -299,7 +354,7 @@ pub async fn revoke(
     let audit = pending
         .iter()
         .map(|t| {
-            let mut e = AuditEvent::new(actions::TOKEN_REVOKE, actor).env(&t.env).target(&t.id);
+            let mut e = AuditEvent::new(actions::TOKEN_REVOKE, actor).env(&t.env).target(&t.id).detail("via", via);
             if let Some(r) = &reason {
                 e = e.detail("reason", r.clone());
             }
@@ -309,6 +364,7 @@ pub async fn revoke(
     let ids = pending.iter().map(|t| t.id.clone()).collect();
     let unit = WriteUnit { changes: vec![Change::RevokeTokens { ids, at: now, reason: reason.clone() }], audit };
     let outcome = state.store.commit(unit).await?;
+    state.metrics.revoked(via, outcome.revoked.len() as u64);
     for mut t in pending {
         t.revoked_at = Some(now);
         t.revoke_reason = reason.clone();

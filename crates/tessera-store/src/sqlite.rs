@@ -22,7 +22,7 @@ use tessera_core::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Result, StoreError};
-use crate::store::{Change, CommitOutcome, Store, TokenFilter, UsageUpdate, WriteUnit};
+use crate::store::{Change, CommitOutcome, Store, StoredKey, TokenFilter, UsageUpdate, WriteUnit};
 
 /// Most write units committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -328,8 +328,88 @@ async fn apply_change(conn: &mut SqliteConnection, change: &Change, outcome: &mu
                 }
             }
         }
+        Change::SetClientDisabled { id, disabled } => {
+            let done = sqlx::query("UPDATE clients SET disabled = ? WHERE id = ?")
+                .bind(disabled)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound { kind: "client", id: id.clone() });
+            }
+        }
+        Change::AddSigningKey(key) => insert_key(conn, key).await?,
+        Change::RotateSigningKeys { promote, retire, publish_until, next, at } => {
+            if let Some(old) = retire {
+                let done = sqlx::query(
+                    "UPDATE signing_keys SET state = 'retired', retired_at = ?, publish_until = ? \
+                     WHERE kid = ? AND state = 'current'",
+                )
+                .bind(micros(*at))
+                .bind(micros(*publish_until))
+                .bind(old)
+                .execute(&mut *conn)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::Conflict(format!("signing key {old} is no longer current")));
+                }
+            }
+            let done = sqlx::query(
+                "UPDATE signing_keys SET state = 'current', activated_at = ? WHERE kid = ? AND state = 'next'",
+            )
+            .bind(micros(*at))
+            .bind(promote)
+            .execute(&mut *conn)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict(format!("signing key {promote} is no longer the next key")));
+            }
+            insert_key(conn, next).await?;
+        }
+        Change::DropSigningKey { kid } => {
+            sqlx::query("DELETE FROM signing_keys WHERE kid = ? AND state = 'retired'")
+                .bind(kid)
+                .execute(&mut *conn)
+                .await?;
+        }
     }
     Ok(())
+}
+
+async fn insert_key(conn: &mut SqliteConnection, k: &StoredKey) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, env, alg, state, sealed_key, public_jwk, created_at, activated_at, \
+         retired_at, publish_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&k.kid)
+    .bind(&k.env)
+    .bind(&k.alg)
+    .bind(&k.state)
+    .bind(&k.sealed_key)
+    .bind(&k.public_jwk)
+    .bind(micros(k.created_at))
+    .bind(k.activated_at.map(micros))
+    .bind(k.retired_at.map(micros))
+    .bind(k.publish_until.map(micros))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| unique_violation(e, "signing key", &k.kid))?;
+    Ok(())
+}
+
+fn key_from_row(row: &SqliteRow) -> Result<StoredKey> {
+    Ok(StoredKey {
+        kid: row.try_get("kid")?,
+        env: row.try_get("env")?,
+        alg: row.try_get("alg")?,
+        state: row.try_get("state")?,
+        sealed_key: row.try_get("sealed_key")?,
+        public_jwk: row.try_get("public_jwk")?,
+        created_at: from_micros(row.try_get("created_at")?)?,
+        activated_at: opt_micros(row.try_get("activated_at")?)?,
+        retired_at: opt_micros(row.try_get("retired_at")?)?,
+        publish_until: opt_micros(row.try_get("publish_until")?)?,
+    })
 }
 
 async fn insert_token(conn: &mut SqliteConnection, new: &NewToken) -> Result<()> {
@@ -605,6 +685,12 @@ impl Store for SqliteStore {
     async fn audit_head(&self) -> Result<ChainHead> {
         let mut conn = self.read.acquire().await?;
         load_head(&mut conn).await
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>> {
+        let rows =
+            sqlx::query("SELECT * FROM signing_keys ORDER BY env, alg, created_at").fetch_all(&self.read).await?;
+        rows.iter().map(key_from_row).collect()
     }
 
     async fn ping(&self) -> Result<()> {

@@ -6,6 +6,37 @@ use chrono::{DateTime, Utc};
 use tessera_core::audit::ChainHead;
 use tessera_core::{AuditEntry, AuditEvent, Client, Environment, NewToken, Token, TokenHash};
 
+/// A JWT signing key as stored: the private key only in sealed form.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub kid: String,
+    pub env: String,
+    /// `EdDSA`, `ES256` or `RS256`.
+    pub alg: String,
+    /// `next` (published, not yet signing), `current` (signing), `retired` (published only).
+    pub state: String,
+    /// Nonce and ciphertext of the private key under the key-sealing key.
+    pub sealed_key: Vec<u8>,
+    /// The public key as a JWK (JSON text).
+    pub public_jwk: String,
+    pub created_at: DateTime<Utc>,
+    pub activated_at: Option<DateTime<Utc>>,
+    pub retired_at: Option<DateTime<Utc>>,
+    pub publish_until: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("env", &self.env)
+            .field("alg", &self.alg)
+            .field("state", &self.state)
+            .field("sealed_key", &"sealed")
+            .finish_non_exhaustive()
+    }
+}
+
 use crate::error::Result;
 
 /// One state change. Conditions that make a change invalid at commit time (rotating a token
@@ -33,6 +64,26 @@ pub enum Change {
         ids: Vec<String>,
         at: DateTime<Utc>,
         reason: Option<String>,
+    },
+    /// Enable or disable a client.
+    SetClientDisabled {
+        id: String,
+        disabled: bool,
+    },
+    AddSigningKey(StoredKey),
+    /// Key rotation for one environment and algorithm: `promote` (next) starts signing,
+    /// `retire` (current) stays published until `publish_until`, `next` is the new
+    /// pre-published key. Fails when the keys are not in the expected states.
+    RotateSigningKeys {
+        promote: String,
+        retire: Option<String>,
+        publish_until: DateTime<Utc>,
+        next: StoredKey,
+        at: DateTime<Utc>,
+    },
+    /// Remove a retired key from the keyring (its last token has expired).
+    DropSigningKey {
+        kid: String,
     },
 }
 
@@ -103,6 +154,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<AuditEntry>>;
     /// The recorded head of the chain (seq 0 and the genesis hash when empty).
     async fn audit_head(&self) -> Result<ChainHead>;
+    /// Every signing key of every environment (sealed).
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>>;
     /// Cheap liveness check of the database.
     async fn ping(&self) -> Result<()>;
 }

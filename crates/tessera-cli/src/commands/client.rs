@@ -56,6 +56,22 @@ pub async fn run(ctx: &Ctx, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
                 output::table(&["ID", "FORMAT", "SCOPES"], &rows);
             }
         }
+        ClientCommand::Disable { id } => {
+            let c = ctx.client()?.disable_client(&id).await?;
+            if ctx.json() {
+                output::json(&c)?;
+            } else {
+                println!("client {} disabled", c.id);
+            }
+        }
+        ClientCommand::Enable { id } => {
+            let c = ctx.client()?.enable_client(&id).await?;
+            if ctx.json() {
+                output::json(&c)?;
+            } else {
+                println!("client {} enabled", c.id);
+            }
+        }
         ClientCommand::Show { id } => {
             let c = ctx.client()?.client(&id).await?;
             if ctx.json() {

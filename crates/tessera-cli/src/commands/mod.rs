@@ -3,6 +3,7 @@
 mod audit;
 mod client;
 mod env;
+mod keys;
 mod server;
 mod token;
 
@@ -51,5 +52,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Client(cmd) => client::run(&ctx, cmd).await,
         Command::Token(cmd) => token::run(&ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
+        Command::Keys(cmd) => keys::run(&ctx, cmd).await,
     }
 }

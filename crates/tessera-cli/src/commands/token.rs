@@ -69,6 +69,40 @@ pub async fn run(ctx: &Ctx, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
             }
         }
         TokenCommand::Show { id } => show(ctx, &client.token(&id).await?)?,
+        TokenCommand::Inspect { token } => {
+            let text = if token == "-" {
+                let mut s = String::new();
+                std::io::stdin().lock().read_line(&mut s).context("reading the token from stdin")?;
+                s.trim().to_owned()
+            } else {
+                token
+            };
+            if text.is_empty() {
+                bail!("no token given");
+            }
+            let answer = client.introspect(&text).await?;
+            if ctx.json() {
+                output::json(&answer)?;
+            } else if answer.active {
+                output::fields(&[
+                    ("active", "true".into()),
+                    ("jti", output::opt(&answer.jti)),
+                    ("env", output::opt(&answer.env)),
+                    ("client_id", output::opt(&answer.client_id)),
+                    ("scope", output::opt(&answer.scope)),
+                    ("aud", output::opt(&answer.aud)),
+                    ("iss", output::opt(&answer.iss)),
+                    ("exp", output::opt_time(answer.exp.and_then(|t| chrono::DateTime::from_timestamp(t, 0)))),
+                ]);
+            } else {
+                output::fields(&[
+                    ("active", "false".into()),
+                    ("reason", answer.inactive_reason.clone().unwrap_or_else(|| "unknown".into())),
+                    ("jti", output::opt(&answer.jti)),
+                ]);
+            }
+            return Ok(if answer.active { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        }
         TokenCommand::Rotate { id, grace } => {
             let rotated = client.rotate_token(&id, &RotateToken { grace }).await?;
             output::warn(&rotated.warnings);

@@ -78,7 +78,16 @@ fn the_worked_example_runs_end_to_end() {
         .collect();
     assert_eq!(
         actions[4..],
-        ["environment.create", "client.create", "token.create", "token.rotate", "token.renew", "token.revoke"]
+        [
+            "environment.create",
+            "key.create",
+            "key.create",
+            "client.create",
+            "token.create",
+            "token.rotate",
+            "token.renew",
+            "token.revoke"
+        ]
     );
     let list = s.ok(&["audit", "list", "--limit", "3"]);
     assert_eq!(list.lines().count(), 4, "{list}");

@@ -7,10 +7,11 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::Json;
 use serde::de::DeserializeOwned;
-use tessera_core::{Access, InactiveReason, Scope, ScopeSet, Token, TokenSecret};
+use tessera_core::{Access, InactiveReason, Scope, ScopeSet, TokenSecret};
 
 use crate::http::error::ApiError;
 use crate::state::AppState;
+use crate::validate::{validate, Count, Validation};
 
 /// The token that authenticated an admin request, already checked and counted as one use.
 #[derive(Debug, Clone)]
@@ -66,44 +67,23 @@ pub fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
     Ok(Some(credentials))
 }
 
-/// Finds and uses the token behind `secret`: from the index, else from the store (and then
-/// indexed). Answers which rule failed when it is inactive.
-pub async fn authenticate(state: &AppState, secret: &TokenSecret) -> Result<Token, AuthFailure> {
-    let hash = state.hasher.hash(secret.expose());
-    let now = crate::now();
-    if state.index.get_by_hash(&hash).is_none() {
-        match state.store.token_by_hash(&hash).await {
-            Ok(Some(token)) => state.index.upsert(Some(hash), token),
-            Ok(None) => return Err(AuthFailure::Inactive(InactiveReason::Unknown)),
-            Err(e) => return Err(AuthFailure::Store(e.into())),
-        }
-    }
-    let entry = state.index.get_by_hash(&hash).ok_or(AuthFailure::Inactive(InactiveReason::Unknown))?;
-    state.index.use_token(&entry, now).map_err(AuthFailure::Inactive)
-}
-
-/// Why [`authenticate`] refused.
-#[derive(Debug)]
-pub enum AuthFailure {
-    Inactive(InactiveReason),
-    Store(ApiError),
-}
-
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let raw = bearer(parts)?.ok_or(ApiError::MissingCredentials)?;
-        let secret = TokenSecret::parse(raw).map_err(|e| ApiError::InvalidToken(e.to_string()))?;
-        let token = match authenticate(state, &secret).await {
-            Ok(token) => token,
-            Err(AuthFailure::Inactive(InactiveReason::Unknown)) => {
-                return Err(ApiError::InvalidToken("unknown token".into()));
+        if raw.starts_with(tessera_core::token::TOKEN_PREFIX) {
+            // Say precisely what is wrong with a mistyped token.
+            TokenSecret::parse(raw).map_err(|e| ApiError::InvalidToken(e.to_string()))?;
+        }
+        let token = match validate(state, raw, Count::Use).await? {
+            Validation::Active(token) => token,
+            Validation::Inactive(InactiveReason::Unknown, _) => {
+                return Err(ApiError::InvalidToken("unknown token".into()))
             }
-            Err(AuthFailure::Inactive(reason)) => {
+            Validation::Inactive(reason, _) => {
                 return Err(ApiError::InvalidToken(format!("token is inactive ({reason})")));
             }
-            Err(AuthFailure::Store(e)) => return Err(e),
         };
         if !token.scopes.has_any_admin_scope() {
             return Err(ApiError::InsufficientScope {

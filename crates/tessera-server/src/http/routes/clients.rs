@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use tessera_api::{ClientList, ClientView, CreateClient, CreatedClient};
 use tessera_core::audit::actions;
@@ -17,6 +17,7 @@ use tessera_store::{Change, WriteUnit};
 
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, Caller};
+use crate::keys::{self, Alg};
 use crate::state::AppState;
 use crate::views;
 
@@ -24,7 +25,11 @@ use crate::views;
 pub const ALGORITHMS: [&str; 3] = ["EdDSA", "ES256", "RS256"];
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/clients", get(list).post(create)).route("/v1/clients/{id}", get(show))
+    Router::new()
+        .route("/v1/clients", get(list).post(create))
+        .route("/v1/clients/{id}", get(show))
+        .route("/v1/clients/{id}/disable", post(disable))
+        .route("/v1/clients/{id}/enable", post(enable))
 }
 
 /// A client is visible to callers who may read at least one of its environments.
@@ -89,6 +94,14 @@ async fn create(
         .detail("token_format", client.token_format.as_str())
         .detail("alg", client.alg.clone());
     state.store.commit(WriteUnit::new(Change::CreateClient(client.clone()), event)).await?;
+    state.clients.insert(client.clone());
+    if client.token_format == TokenFormat::Jwt {
+        // Pre-create (and so pre-publish) the keys this client's tokens will be signed with.
+        let alg = Alg::from_str(&client.alg).map_err(ApiError::Validation)?;
+        for env in client.allowed_scopes.keys() {
+            keys::ensure(&state, &caller.token_id, env, alg).await?;
+        }
+    }
     Ok((
         StatusCode::CREATED,
         Json(CreatedClient { client: views::client(&client), client_secret: secret.expose().to_owned() }),
@@ -110,4 +123,30 @@ async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<Stri
         });
     }
     Ok(Json(views::client(&client)))
+}
+
+async fn set_disabled(state: &AppState, caller: &Caller, id: &str, disabled: bool) -> ApiResult<Json<ClientView>> {
+    let mut client =
+        state.store.client(id).await?.ok_or_else(|| ApiError::NotFound(format!("client {id:?} not found")))?;
+    for env in client.allowed_scopes.keys() {
+        caller.require(env, Access::Write)?;
+    }
+    if client.disabled != disabled {
+        let action = if disabled { actions::CLIENT_DISABLE } else { actions::CLIENT_ENABLE };
+        let event = AuditEvent::new(action, &caller.token_id).target(id);
+        state.store.commit(WriteUnit::new(Change::SetClientDisabled { id: id.to_owned(), disabled }, event)).await?;
+        client.disabled = disabled;
+        state.clients.insert(client.clone());
+    }
+    Ok(Json(views::client(&client)))
+}
+
+/// A disabled client cannot authenticate or get new tokens; its existing tokens stay valid
+/// until they expire or are revoked (revoke them by `--client` to cut them off too).
+async fn disable(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ClientView>> {
+    set_disabled(&state, &caller, &id, true).await
+}
+
+async fn enable(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ClientView>> {
+    set_disabled(&state, &caller, &id, false).await
 }

@@ -13,6 +13,7 @@ use tessera_store::{Change, WriteUnit};
 use super::duration_field;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, Caller};
+use crate::keys::{self, Alg};
 use crate::state::AppState;
 use crate::{tokens, views};
 
@@ -53,6 +54,9 @@ async fn create(
         event = event.detail("max_uses", n.to_string());
     }
     state.store.commit(WriteUnit::new(Change::CreateEnvironment(env.clone()), event)).await?;
+    // The issuer's default keys (current and pre-published next), so its JWKS is ready before
+    // the first JWT is minted.
+    keys::ensure(&state, &caller.token_id, &env.name, Alg::EdDSA).await?;
     Ok((StatusCode::CREATED, Json(views::environment(&env))))
 }
 

@@ -4,6 +4,8 @@ pub mod audit;
 pub mod clients;
 pub mod environments;
 pub mod health;
+pub mod keys;
+pub mod oauth;
 pub mod tokens;
 
 use std::time::Duration;

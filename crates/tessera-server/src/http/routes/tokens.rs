@@ -205,7 +205,7 @@ async fn revoke(
 ) -> ApiResult<Json<TokenChange>> {
     check_reason(&req.reason)?;
     let token = token_for(&state, &caller, &id, Access::Write).await?;
-    let revoked = tokens::revoke(&state, &caller.token_id, vec![token], req.reason).await?;
+    let revoked = tokens::revoke(&state, &caller.token_id, "api", vec![token], req.reason).await?;
     let token = tokens::load(&state, &id).await?;
     let mut warnings = Vec::new();
     if revoked.is_empty() {
@@ -248,6 +248,6 @@ async fn revoke_matching(
     if req.dry_run {
         return Ok(Json(BulkRevoked { count: ids.len(), tokens: ids, dry_run: true }));
     }
-    let revoked = tokens::revoke(&state, &caller.token_id, matching, req.reason).await?;
+    let revoked = tokens::revoke(&state, &caller.token_id, "api", matching, req.reason).await?;
     Ok(Json(BulkRevoked { count: revoked.len(), tokens: revoked, dry_run: false }))
 }
