@@ -198,6 +198,11 @@ impl Client {
         self.post(&["v1", "tokens"], req).await
     }
 
+    /// Mints a token with explicit times (test environments only).
+    pub async fn create_test_token(&self, req: &CreateTestToken) -> Result<CreatedToken> {
+        self.post(&["v1", "test-tokens"], req).await
+    }
+
     pub async fn tokens(&self, query: &TokenQuery) -> Result<Vec<TokenView>> {
         let req = self.request(Method::GET, &["v1", "tokens"]).query(query);
         Ok(self.send::<TokenList>(req).await?.tokens)

@@ -219,6 +219,42 @@ pub async fn mint(state: &AppState, req: MintRequest) -> ApiResult<Minted> {
     Ok(Minted { secret, token: draft.token, warnings: draft.warnings })
 }
 
+/// Explicit times for a test token.
+#[derive(Debug, Clone, Copy)]
+pub struct ForgedTimes {
+    pub issued_at: Option<DateTime<Utc>>,
+    pub not_before: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Mints a token with forged times (already expired, not yet valid …) for testing how APIs
+/// reject it. Never in a protected environment. Recorded and audited like any token.
+pub async fn mint_test(state: &AppState, req: MintRequest, times: ForgedTimes) -> ApiResult<Minted> {
+    let env = environment(state, &req.env).await?;
+    if env.protected {
+        return Err(ApiError::Forbidden(format!(
+            "environment {} is protected: tokens with forged times or claims are refused there",
+            env.name
+        )));
+    }
+    let actor = req.created_by.clone();
+    let issued_at = times.issued_at.unwrap_or_else(crate::now);
+    let mut draft = prepare(state, req, issued_at).await?;
+    if let Some(exp) = times.expires_at {
+        if exp <= issued_at {
+            return Err(ApiError::Validation("expires_at must be after issued_at".into()));
+        }
+        draft.token.expires_at = exp;
+    }
+    draft.token.not_before = times.not_before;
+    let (secret, new) = issue(state, &draft).await?;
+    let event = created_event(&actor, &draft.token, actions::TOKEN_CREATE).detail("test_token", "true");
+    state.store.commit(WriteUnit::new(Change::CreateToken(new.clone()), event)).await?;
+    index_new(state, new);
+    state.metrics.token_issued(&draft.token.env, draft.token.format.as_str());
+    Ok(Minted { secret, token: draft.token, warnings: draft.warnings })
+}
+
 fn index_new(state: &AppState, new: NewToken) {
     let hash = (new.token.format == TokenFormat::Opaque).then_some(new.hash);
     state.index.upsert(hash, new.token);

@@ -75,6 +75,8 @@ impl FromRequestParts<AppState> for Caller {
         if raw.starts_with(tessera_core::token::TOKEN_PREFIX) {
             // Say precisely what is wrong with a mistyped token.
             TokenSecret::parse(raw).map_err(|e| ApiError::InvalidToken(e.to_string()))?;
+        } else if !crate::jwt::looks_like_jwt(raw) {
+            return Err(ApiError::InvalidToken("malformed token: neither a Tessera token (tsr_...) nor a JWT".into()));
         }
         let token = match validate(state, raw, Count::Use).await? {
             Validation::Active(token) => token,

@@ -23,7 +23,7 @@ async fn every_bad_credential_gets_401_with_a_bearer_challenge() {
         ("missing", None, "Bearer realm=\"tessera\""),
         ("wrong scheme", Some(format!("Basic {}", s.root)), "error=\"invalid_token\""),
         ("empty bearer", Some("Bearer ".into()), "error=\"invalid_token\""),
-        ("garbage", Some("Bearer hello".into()), "does not start with `tsr_`"),
+        ("garbage", Some("Bearer hello".into()), "neither a Tessera token"),
         ("bad checksum", Some(format!("Bearer {typo}")), "checksum does not match"),
         ("unknown", Some(format!("Bearer {unknown}")), "unknown token"),
         ("revoked", Some(format!("Bearer {revoked}")), "inactive (revoked)"),

@@ -21,8 +21,13 @@ impl TestServer {
     }
 
     pub async fn start_in(dir: TempDir) -> Self {
+        Self::start_with(dir, None).await
+    }
+
+    pub async fn start_with(dir: TempDir, public_url: Option<String>) -> Self {
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let mut config = ServerConfig::new(addr, dir.path());
+        config.public_url = public_url;
         config.usage_flush_interval = std::time::Duration::from_millis(50);
         let server = tessera_server::start(config).await.unwrap();
         let root = match &server.root_token {

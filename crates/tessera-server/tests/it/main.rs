@@ -4,4 +4,6 @@
 mod admin_api;
 mod auth;
 mod harness;
+mod interop;
+mod oauth;
 mod tokens;

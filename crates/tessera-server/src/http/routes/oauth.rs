@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -95,7 +96,14 @@ type OAuthResult<T> = Result<T, OAuthError>;
 
 /// Parses an `application/x-www-form-urlencoded` body, refusing repeated parameters
 /// (RFC 6749 §3.2: "Request and response parameters MUST NOT be included more than once").
-fn form(headers: &HeaderMap, body: &Bytes) -> OAuthResult<HashMap<String, String>> {
+fn form(headers: &HeaderMap, body: &Result<Bytes, BytesRejection>) -> OAuthResult<HashMap<String, String>> {
+    let body = body.as_ref().map_err(|r| {
+        OAuthError::new(
+            r.status(),
+            "invalid_request",
+            format!("request body rejected: larger than {} bytes or unreadable", crate::MAX_BODY_BYTES),
+        )
+    })?;
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         return Err(OAuthError::invalid_request("send parameters as application/x-www-form-urlencoded"));
@@ -174,7 +182,7 @@ async fn token(
     State(state): State<AppState>,
     Path(env): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> OAuthResult<Response> {
     let p = form(&headers, &body)?;
     let (id, secret) = client_credentials(&headers, &p)?.ok_or_else(|| {
@@ -288,7 +296,11 @@ async fn requester(state: &AppState, headers: &HeaderMap, p: &HashMap<String, St
     Ok(Requester::Client(authenticate_client(state, &id, &secret).await?))
 }
 
-async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> OAuthResult<Json<Value>> {
+async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> OAuthResult<Json<Value>> {
     let p = form(&headers, &body)?;
     let who = requester(&state, &headers, &p).await?;
     let raw = param(&p, "token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
@@ -348,7 +360,11 @@ fn active_answer(state: &AppState, t: &Token) -> Value {
     Value::Object(m)
 }
 
-async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> OAuthResult<Response> {
+async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> OAuthResult<Response> {
     let p = form(&headers, &body)?;
     let who = requester(&state, &headers, &p).await?;
     let raw = param(&p, "token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;

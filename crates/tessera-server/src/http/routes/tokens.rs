@@ -10,8 +10,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tessera_api::{
-    BulkRevoke, BulkRevoked, CreateToken, CreatedToken, RenewToken, RevokeToken, RotateToken, RotatedToken,
-    TokenChange, TokenList, TokenView,
+    BulkRevoke, BulkRevoked, CreateTestToken, CreateToken, CreatedToken, RenewToken, RevokeToken, RotateToken,
+    RotatedToken, TokenChange, TokenList, TokenView,
 };
 use tessera_core::names::validate_label;
 use tessera_core::{Access, ScopeSet, Token, TokenFormat};
@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/tokens", get(list).post(create))
         .route("/v1/tokens/revoke", post(revoke_matching))
+        .route("/v1/test-tokens", post(create_test))
         .route("/v1/tokens/{id}", get(show))
         .route("/v1/tokens/{id}/rotate", post(rotate))
         .route("/v1/tokens/{id}/renew", post(renew))
@@ -81,6 +82,44 @@ async fn create(
             run_id: None,
             created_by: caller.token_id.clone(),
         },
+    )
+    .await?;
+    let info = views::token(&minted.token, crate::now());
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken { token: minted.secret.expose().to_owned(), info, warnings: minted.warnings }),
+    ))
+}
+
+async fn create_test(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateTestToken>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+    caller.require(&req.env, Access::Write)?;
+    check_labels(&req.labels)?;
+    let scopes = req
+        .scopes
+        .as_ref()
+        .map(|s| ScopeSet::from_list(s).map_err(|e| ApiError::Validation(e.to_string())))
+        .transpose()?;
+    let format = req.format.as_deref().map(TokenFormat::from_str).transpose().map_err(ApiError::Validation)?;
+    let minted = tokens::mint_test(
+        &state,
+        MintRequest {
+            env: req.env,
+            client_id: req.client,
+            scopes,
+            audience: req.audience,
+            ttl: None,
+            idle_ttl: duration_field("idle_ttl", req.idle_ttl.as_deref())?,
+            max_uses: req.max_uses,
+            format,
+            labels: req.labels,
+            run_id: None,
+            created_by: caller.token_id.clone(),
+        },
+        tokens::ForgedTimes { issued_at: req.issued_at, not_before: req.not_before, expires_at: req.expires_at },
     )
     .await?;
     let info = views::token(&minted.token, crate::now());
