@@ -172,7 +172,10 @@ pub enum TokenCommand {
     /// Show one token, with the rule that makes it inactive if it is.
     Show { id: String },
     /// Introspect a token given as text (or `-` to read it from stdin): active, or why not.
-    Inspect { token: String },
+    Inspect {
+        #[arg(value_name = "TOKEN")]
+        text: String,
+    },
     /// Replace a token by a new one; the old one stays valid for the grace period.
     Rotate {
         id: String,

@@ -69,13 +69,13 @@ pub async fn run(ctx: &Ctx, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
             }
         }
         TokenCommand::Show { id } => show(ctx, &client.token(&id).await?)?,
-        TokenCommand::Inspect { token } => {
-            let text = if token == "-" {
+        TokenCommand::Inspect { text } => {
+            let text = if text == "-" {
                 let mut s = String::new();
                 std::io::stdin().lock().read_line(&mut s).context("reading the token from stdin")?;
                 s.trim().to_owned()
             } else {
-                token
+                text
             };
             if text.is_empty() {
                 bail!("no token given");

@@ -161,3 +161,56 @@ fn sigterm_shuts_the_server_down_gracefully() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn inspect_keys_and_client_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    s.ok(&["env", "create", "staging"]);
+    s.ok(&["client", "create", "svc", "--scopes", "staging=orders:read", "--token-format", "jwt", "--alg", "ES256"]);
+    let jwt = s.ok(&["token", "create", "--env", "staging", "--client", "svc"]);
+    let jwt = jwt.trim();
+    assert_eq!(jwt.split('.').count(), 3, "a JWT client gets a JWT: {jwt}");
+
+    let inspected = s.json(&["token", "inspect", jwt]);
+    assert_eq!(inspected["active"], true);
+    assert_eq!(inspected["env"], "staging");
+    let id = inspected["jti"].as_str().unwrap().to_owned();
+    // From stdin too.
+    let out = std::process::Command::new(BIN)
+        .args(["token", "inspect", "-"])
+        .env("TESSERA_URL", &s.url)
+        .env("TESSERA_TOKEN", &s.root)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(format!("{jwt}\n").as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("active:"));
+
+    s.ok(&["token", "revoke", &id]);
+    let out = s.cli(&["token", "inspect", jwt]);
+    assert_eq!(out.status.code(), Some(1), "an inactive token is a failed check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("reason:") && text.contains("revoked"), "{text}");
+
+    let keys = s.json(&["keys", "list", "--env", "staging"]);
+    let es: Vec<&serde_json::Value> = keys.as_array().unwrap().iter().filter(|k| k["alg"] == "ES256").collect();
+    assert_eq!(es.len(), 2, "current and next: {keys}");
+    let next = es.iter().find(|k| k["state"] == "next").unwrap()["kid"].as_str().unwrap().to_owned();
+    let rotated = s.ok(&["keys", "rotate", "--env", "staging", "--alg", "ES256"]);
+    assert!(rotated.contains(&next), "the pre-published key now signs: {rotated}");
+    let table = s.ok(&["keys", "list"]);
+    assert!(table.contains("retired"), "{table}");
+
+    s.ok(&["client", "disable", "svc"]);
+    assert_fails(&s.cli(&["token", "create", "--env", "staging", "--client", "svc"]), 2, "client svc is disabled");
+    s.ok(&["client", "enable", "svc"]);
+    s.ok(&["token", "create", "--env", "staging", "--client", "svc"]);
+    assert_fails(&s.cli(&["keys", "rotate", "--env", "nowhere"]), 2, "not found");
+}
