@@ -10,7 +10,9 @@ mod store;
 
 pub use error::{Result, StoreError};
 pub use sqlite::{SqliteOptions, SqliteStore};
-pub use store::{Change, CommitOutcome, Store, StoredKey, TokenFilter, UsageUpdate, WriteUnit};
+pub use store::{
+    Change, CommitOutcome, GatewayUse, Resealed, Store, StoredKey, StoredSecretVersion, TokenFilter, UsageUpdate, WriteUnit,
+};
 
 use std::sync::Arc;
 

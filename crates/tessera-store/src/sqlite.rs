@@ -22,7 +22,11 @@ use tessera_core::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Result, StoreError};
-use crate::store::{Change, CommitOutcome, Store, StoredKey, TokenFilter, UsageUpdate, WriteUnit};
+use tessera_core::upstream::{Fault, FaultKind, Injection, RotationHook, SecretConfig, SecretVersion, Upstream};
+
+use crate::store::{
+    Change, CommitOutcome, GatewayUse, Store, StoredKey, StoredSecretVersion, TokenFilter, UsageUpdate, WriteUnit,
+};
 
 /// Most write units committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -372,6 +376,168 @@ async fn apply_change(conn: &mut SqliteConnection, change: &Change, outcome: &mu
                 .execute(&mut *conn)
                 .await?;
         }
+        Change::SetSystemKey { purpose, sealed, master_fingerprint } => {
+            sqlx::query("INSERT INTO system_keys (purpose, sealed, master_fingerprint) VALUES (?, ?, ?)")
+                .bind(purpose)
+                .bind(sealed)
+                .bind(master_fingerprint)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| unique_violation(e, "system key", purpose))?;
+        }
+        Change::PutSecretConfig(c) => {
+            let hook = c.hook.as_ref().map(|h| serde_json::to_string(&h.argv).expect("strings serialize"));
+            sqlx::query(
+                "INSERT INTO secrets (env, name, hook, hook_timeout_s, rotation_period_s, overlap_s, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (env, name) DO UPDATE SET hook = excluded.hook, \
+                 hook_timeout_s = excluded.hook_timeout_s, rotation_period_s = excluded.rotation_period_s, \
+                 overlap_s = excluded.overlap_s",
+            )
+            .bind(&c.env)
+            .bind(&c.name)
+            .bind(hook)
+            .bind(c.hook.as_ref().map(|h| h.timeout.as_secs() as i64))
+            .bind(c.rotation_period.map(|d| d.as_secs() as i64))
+            .bind(c.overlap.as_secs() as i64)
+            .bind(micros(c.created_at))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| unique_violation(e, "secret", &c.name))?;
+        }
+        Change::PutSecretVersion { version, previous_valid_until } => {
+            let m = &version.meta;
+            sqlx::query(
+                "UPDATE secret_versions SET state = 'retired' WHERE env = ? AND name = ? AND state = 'previous'",
+            )
+            .bind(&m.env)
+            .bind(&m.name)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "UPDATE secret_versions SET state = 'previous', valid_until = ? \
+                 WHERE env = ? AND name = ? AND state = 'current'",
+            )
+            .bind(micros(*previous_valid_until))
+            .bind(&m.env)
+            .bind(&m.name)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "INSERT INTO secret_versions (env, name, version, sealed_dek, ciphertext, fingerprint, created_at, \
+                 created_by, expires_at, state, valid_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'current', NULL)",
+            )
+            .bind(&m.env)
+            .bind(&m.name)
+            .bind(i64::from(m.version))
+            .bind(&version.sealed_dek)
+            .bind(&version.ciphertext)
+            .bind(&m.fingerprint)
+            .bind(micros(m.created_at))
+            .bind(&m.created_by)
+            .bind(m.expires_at.map(micros))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| unique_violation(e, "secret version", &format!("{}/{} v{}", m.env, m.name, m.version)))?;
+        }
+        Change::Rewrap(r) => {
+            for (purpose, sealed) in &r.system {
+                sqlx::query("UPDATE system_keys SET sealed = ?, master_fingerprint = ? WHERE purpose = ?")
+                    .bind(sealed)
+                    .bind(&r.master_fingerprint)
+                    .bind(purpose)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            for (kid, sealed) in &r.signing {
+                sqlx::query("UPDATE signing_keys SET sealed_key = ? WHERE kid = ?")
+                    .bind(sealed)
+                    .bind(kid)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            for (env, name, version, sealed) in &r.deks {
+                sqlx::query("UPDATE secret_versions SET sealed_dek = ? WHERE env = ? AND name = ? AND version = ?")
+                    .bind(sealed)
+                    .bind(env)
+                    .bind(name)
+                    .bind(i64::from(*version))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Change::PutUpstream(u) => {
+            sqlx::query(
+                "INSERT INTO upstreams (env, name, url, secret, inject, allow_paths, allow_methods, timeout_ms, \
+                 created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (env, name) DO UPDATE SET \
+                 url = excluded.url, secret = excluded.secret, inject = excluded.inject, \
+                 allow_paths = excluded.allow_paths, allow_methods = excluded.allow_methods, \
+                 timeout_ms = excluded.timeout_ms",
+            )
+            .bind(&u.env)
+            .bind(&u.name)
+            .bind(&u.url)
+            .bind(&u.secret)
+            .bind(u.inject.to_string())
+            .bind(serde_json::to_string(&u.allow_paths).expect("strings serialize"))
+            .bind(serde_json::to_string(&u.allow_methods).expect("strings serialize"))
+            .bind(u.timeout.as_millis() as i64)
+            .bind(micros(u.created_at))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| unique_violation(e, "upstream", &u.name))?;
+        }
+        Change::AddFault(f) => {
+            let (kind, n, status, duration) = match &f.kind {
+                FaultKind::FailAfter { n, status } => ("fail_after", Some(*n as i64), Some(i64::from(*status)), None),
+                FaultKind::RevokeAfter { n } => ("revoke_after", Some(*n as i64), None, None),
+                FaultKind::RotateAfter { after } => ("rotate_after", None, None, Some(after.as_millis() as i64)),
+                FaultKind::Latency { delay } => ("latency", None, None, Some(delay.as_millis() as i64)),
+            };
+            sqlx::query(
+                "INSERT INTO gateway_faults (id, env, upstream, token_id, kind, n, status, duration_ms, created_at, \
+                 created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&f.id)
+            .bind(&f.env)
+            .bind(&f.upstream)
+            .bind(&f.token_id)
+            .bind(kind)
+            .bind(n)
+            .bind(status)
+            .bind(duration)
+            .bind(micros(f.created_at))
+            .bind(&f.created_by)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Change::ClearFaults { env, upstream } => {
+            sqlx::query(
+                "DELETE FROM gateway_faults WHERE (?1 IS NULL OR env = ?1) AND (?2 IS NULL OR upstream = ?2)",
+            )
+            .bind(env)
+            .bind(upstream)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Change::RecordGatewayUse(rows) => {
+            for u in rows {
+                sqlx::query(
+                    "INSERT INTO gateway_usage (at, env, upstream, token_id, run_id, method, path, status, latency_us) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(micros(u.at))
+                .bind(&u.env)
+                .bind(&u.upstream)
+                .bind(&u.token_id)
+                .bind(&u.run_id)
+                .bind(&u.method)
+                .bind(&u.path)
+                .bind(i64::from(u.status))
+                .bind(u.latency_us as i64)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
     }
     Ok(())
 }
@@ -395,6 +561,87 @@ async fn insert_key(conn: &mut SqliteConnection, k: &StoredKey) -> Result<()> {
     .await
     .map_err(|e| unique_violation(e, "signing key", &k.kid))?;
     Ok(())
+}
+
+fn secret_config_from_row(row: &SqliteRow) -> Result<SecretConfig> {
+    let hook: Option<String> = row.try_get("hook")?;
+    let hook = hook
+        .map(|h| serde_json::from_str::<Vec<String>>(&h).map_err(|e| StoreError::Corrupt(format!("secret hook: {e}"))))
+        .transpose()?;
+    Ok(SecretConfig {
+        env: row.try_get("env")?,
+        name: row.try_get("name")?,
+        hook: hook.map(|argv| RotationHook {
+            argv,
+            timeout: Duration::from_secs(row.try_get::<Option<i64>, _>("hook_timeout_s").ok().flatten().unwrap_or(30).max(1) as u64),
+        }),
+        rotation_period: secs(row.try_get("rotation_period_s")?),
+        overlap: Duration::from_secs(row.try_get::<i64, _>("overlap_s")?.max(0) as u64),
+        created_at: from_micros(row.try_get("created_at")?)?,
+    })
+}
+
+fn secret_version_from_row(row: &SqliteRow) -> Result<StoredSecretVersion> {
+    Ok(StoredSecretVersion {
+        meta: SecretVersion {
+            env: row.try_get("env")?,
+            name: row.try_get("name")?,
+            version: row.try_get::<i64, _>("version")?.clamp(0, i64::from(u32::MAX)) as u32,
+            fingerprint: row.try_get("fingerprint")?,
+            created_at: from_micros(row.try_get("created_at")?)?,
+            created_by: row.try_get("created_by")?,
+            expires_at: opt_micros(row.try_get("expires_at")?)?,
+            state: row.try_get("state")?,
+            valid_until: opt_micros(row.try_get("valid_until")?)?,
+        },
+        sealed_dek: row.try_get("sealed_dek")?,
+        ciphertext: row.try_get("ciphertext")?,
+    })
+}
+
+fn upstream_from_row(row: &SqliteRow) -> Result<Upstream> {
+    let name: String = row.try_get("name")?;
+    let corrupt = |e: String| StoreError::Corrupt(format!("upstream {name}: {e}"));
+    let inject: String = row.try_get("inject")?;
+    let list = |col: &str| -> Result<Vec<String>> {
+        serde_json::from_str(&row.try_get::<String, _>(col)?).map_err(|e| corrupt(e.to_string()))
+    };
+    Ok(Upstream {
+        env: row.try_get("env")?,
+        url: row.try_get("url")?,
+        secret: row.try_get("secret")?,
+        inject: inject.parse::<Injection>().map_err(|e| corrupt(e.to_string()))?,
+        allow_paths: list("allow_paths")?,
+        allow_methods: list("allow_methods")?,
+        timeout: Duration::from_millis(row.try_get::<i64, _>("timeout_ms")?.max(1) as u64),
+        created_at: from_micros(row.try_get("created_at")?)?,
+        name,
+    })
+}
+
+fn fault_from_row(row: &SqliteRow) -> Result<Fault> {
+    let kind: String = row.try_get("kind")?;
+    let n = row.try_get::<Option<i64>, _>("n")?.unwrap_or(0).max(0) as u64;
+    let duration = Duration::from_millis(row.try_get::<Option<i64>, _>("duration_ms")?.unwrap_or(0).max(0) as u64);
+    let kind = match kind.as_str() {
+        "fail_after" => FaultKind::FailAfter {
+            n,
+            status: row.try_get::<Option<i64>, _>("status")?.unwrap_or(401).clamp(100, 599) as u16,
+        },
+        "revoke_after" => FaultKind::RevokeAfter { n },
+        "rotate_after" => FaultKind::RotateAfter { after: duration },
+        "latency" => FaultKind::Latency { delay: duration },
+        other => return Err(StoreError::Corrupt(format!("unknown fault kind {other:?}"))),
+    };
+    Ok(Fault {
+        id: row.try_get("id")?,
+        env: row.try_get("env")?,
+        upstream: row.try_get("upstream")?,
+        token_id: row.try_get("token_id")?,
+        kind,
+        created_at: from_micros(row.try_get("created_at")?)?,
+        created_by: row.try_get("created_by")?,
+    })
 }
 
 fn key_from_row(row: &SqliteRow) -> Result<StoredKey> {
@@ -691,6 +938,78 @@ impl Store for SqliteStore {
         let rows =
             sqlx::query("SELECT * FROM signing_keys ORDER BY env, alg, created_at").fetch_all(&self.read).await?;
         rows.iter().map(key_from_row).collect()
+    }
+
+    async fn system_key(&self, purpose: &str) -> Result<Option<(Vec<u8>, String)>> {
+        let row = sqlx::query("SELECT sealed, master_fingerprint FROM system_keys WHERE purpose = ?")
+            .bind(purpose)
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|r| Ok((r.try_get("sealed")?, r.try_get("master_fingerprint")?))).transpose()
+    }
+
+    async fn secret_config(&self, env: &str, name: &str) -> Result<Option<SecretConfig>> {
+        let row = sqlx::query("SELECT * FROM secrets WHERE env = ? AND name = ?")
+            .bind(env)
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(secret_config_from_row).transpose()
+    }
+
+    async fn secret_configs(&self, env: Option<&str>) -> Result<Vec<SecretConfig>> {
+        let rows = sqlx::query("SELECT * FROM secrets WHERE (?1 IS NULL OR env = ?1) ORDER BY name, env")
+            .bind(env)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(secret_config_from_row).collect()
+    }
+
+    async fn secret_versions(&self, env: Option<&str>, name: Option<&str>) -> Result<Vec<StoredSecretVersion>> {
+        let rows = sqlx::query(
+            "SELECT * FROM secret_versions WHERE (?1 IS NULL OR env = ?1) AND (?2 IS NULL OR name = ?2) \
+             ORDER BY env, name, version DESC",
+        )
+        .bind(env)
+        .bind(name)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(secret_version_from_row).collect()
+    }
+
+    async fn upstreams(&self) -> Result<Vec<Upstream>> {
+        let rows = sqlx::query("SELECT * FROM upstreams ORDER BY env, name").fetch_all(&self.read).await?;
+        rows.iter().map(upstream_from_row).collect()
+    }
+
+    async fn faults(&self) -> Result<Vec<Fault>> {
+        let rows = sqlx::query("SELECT * FROM gateway_faults ORDER BY created_at").fetch_all(&self.read).await?;
+        rows.iter().map(fault_from_row).collect()
+    }
+
+    async fn gateway_uses(&self, run_id: Option<&str>, limit: u32) -> Result<Vec<GatewayUse>> {
+        let rows = sqlx::query(
+            "SELECT * FROM gateway_usage WHERE (?1 IS NULL OR run_id = ?1) ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(run_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(GatewayUse {
+                    at: from_micros(r.try_get("at")?)?,
+                    env: r.try_get("env")?,
+                    upstream: r.try_get("upstream")?,
+                    token_id: r.try_get("token_id")?,
+                    run_id: r.try_get("run_id")?,
+                    method: r.try_get("method")?,
+                    path: r.try_get("path")?,
+                    status: r.try_get::<i64, _>("status")?.clamp(0, 999) as u16,
+                    latency_us: r.try_get::<i64, _>("latency_us")?.max(0) as u64,
+                })
+            })
+            .collect()
     }
 
     async fn ping(&self) -> Result<()> {

@@ -4,7 +4,56 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tessera_core::audit::ChainHead;
+use tessera_core::upstream::{Fault, SecretConfig, SecretVersion, Upstream};
 use tessera_core::{AuditEntry, AuditEvent, Client, Environment, NewToken, Token, TokenHash};
+
+/// A secret version as stored: metadata, the sealed data key and the sealed value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredSecretVersion {
+    pub meta: SecretVersion,
+    pub sealed_dek: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for StoredSecretVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSecretVersion").field("meta", &self.meta).finish_non_exhaustive()
+    }
+}
+
+/// One proxied request, recorded in batches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayUse {
+    pub at: DateTime<Utc>,
+    pub env: String,
+    pub upstream: String,
+    pub token_id: String,
+    pub run_id: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub latency_us: u64,
+}
+
+/// New sealed forms of everything the master key protects (see `Change::Rewrap`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Resealed {
+    pub system: Vec<(String, Vec<u8>)>,
+    pub signing: Vec<(String, Vec<u8>)>,
+    /// (env, name, version, sealed data key)
+    pub deks: Vec<(String, String, u32, Vec<u8>)>,
+    pub master_fingerprint: String,
+}
+
+impl std::fmt::Debug for Resealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resealed")
+            .field("system", &self.system.len())
+            .field("signing", &self.signing.len())
+            .field("deks", &self.deks.len())
+            .finish()
+    }
+}
 
 /// A JWT signing key as stored: the private key only in sealed form.
 #[derive(Clone, PartialEq, Eq)]
@@ -85,6 +134,22 @@ pub enum Change {
     DropSigningKey {
         kid: String,
     },
+    /// Store a data key sealed under the master key (first start).
+    SetSystemKey { purpose: String, sealed: Vec<u8>, master_fingerprint: String },
+    /// Create or update a secret's configuration.
+    PutSecretConfig(SecretConfig),
+    /// Add a version that becomes current; the former current version stays valid as
+    /// `previous` until `previous_valid_until`, older previous versions are retired.
+    PutSecretVersion { version: StoredSecretVersion, previous_valid_until: DateTime<Utc> },
+    /// Replace every sealed data key at once (master key rewrap).
+    Rewrap(Resealed),
+    /// Create or replace an upstream.
+    PutUpstream(Upstream),
+    AddFault(Fault),
+    /// Remove faults (all, or those of one environment / upstream).
+    ClearFaults { env: Option<String>, upstream: Option<String> },
+    /// Append gateway usage rows (no audit: they are not changes of state).
+    RecordGatewayUse(Vec<GatewayUse>),
 }
 
 /// Changes and the audit events describing them: committed together or not at all.
@@ -156,6 +221,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn audit_head(&self) -> Result<ChainHead>;
     /// Every signing key of every environment (sealed).
     async fn signing_keys(&self) -> Result<Vec<StoredKey>>;
+    /// A data key sealed under the master key, and that master key's fingerprint.
+    async fn system_key(&self, purpose: &str) -> Result<Option<(Vec<u8>, String)>>;
+    async fn secret_config(&self, env: &str, name: &str) -> Result<Option<SecretConfig>>;
+    /// Secret configurations, of one environment or all.
+    async fn secret_configs(&self, env: Option<&str>) -> Result<Vec<SecretConfig>>;
+    /// Versions of one secret (or of all secrets when `name` is `None`) in `env` (or all
+    /// environments when `None`), newest first.
+    async fn secret_versions(&self, env: Option<&str>, name: Option<&str>) -> Result<Vec<StoredSecretVersion>>;
+    async fn upstreams(&self) -> Result<Vec<Upstream>>;
+    async fn faults(&self) -> Result<Vec<Fault>>;
+    /// The most recent gateway uses, newest first.
+    async fn gateway_uses(&self, run_id: Option<&str>, limit: u32) -> Result<Vec<GatewayUse>>;
     /// Cheap liveness check of the database.
     async fn ping(&self) -> Result<()>;
 }
