@@ -14,6 +14,7 @@ pub mod names;
 pub mod policy;
 pub mod scope;
 pub mod token;
+pub mod upstream;
 
 pub use audit::{AuditEntry, AuditEvent, ChainBreak, ChainHead, ChainVerifier};
 pub use crypto::{MasterKey, SecretHasher, TokenHash};
