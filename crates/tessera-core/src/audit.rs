@@ -28,6 +28,15 @@ pub mod actions {
     pub const KEY_CREATE: &str = "key.create";
     pub const KEY_ROTATE: &str = "key.rotate";
     pub const KEY_DROP: &str = "key.drop";
+    pub const KEY_REWRAP: &str = "key.rewrap";
+    pub const SYSTEM_KEY_CREATE: &str = "system.key_create";
+    pub const SECRET_SET: &str = "secret.set";
+    pub const SECRET_ROTATE: &str = "secret.rotate";
+    pub const SECRET_ROTATE_FAILED: &str = "secret.rotate_failed";
+    pub const SECRET_REVEAL: &str = "secret.reveal";
+    pub const UPSTREAM_PUT: &str = "upstream.put";
+    pub const FAULT_ADD: &str = "gateway.fault_add";
+    pub const FAULT_CLEAR: &str = "gateway.fault_clear";
 }
 
 /// What happened, by whom, to what. Never holds a secret: tokens appear by public id only.

@@ -94,8 +94,23 @@ pub struct SecretHasher {
 }
 
 impl SecretHasher {
+    /// A hasher keyed by a key derived from `master` (for tests and tools).
     pub fn new(master: &MasterKey) -> Self {
         Self { key: master.derive("secret-hash") }
+    }
+
+    /// A hasher with an explicit 32-byte key (the server's sealed hash key).
+    pub fn from_key(key: [u8; 32]) -> Self {
+        Self { key }
+    }
+
+    /// A short keyed fingerprint of a value (16 hex characters): equal values have equal
+    /// fingerprints, and nothing about the value can be learnt from it without the key.
+    pub fn fingerprint(&self, value: &[u8]) -> String {
+        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC accepts any key length");
+        mac.update(b"fingerprint/");
+        mac.update(value);
+        hex::encode(&mac.finalize().into_bytes()[..8])
     }
 
     pub fn hash(&self, secret: &str) -> TokenHash {

@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod duration;
 pub mod id;
 pub mod lifecycle;
+pub mod mask;
 pub mod model;
 pub mod names;
 pub mod policy;

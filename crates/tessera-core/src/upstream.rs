@@ -32,7 +32,9 @@ impl FromStr for Injection {
     fn from_str(s: &str) -> Result<Self, InjectionError> {
         let err = |reason| InjectionError { rule: s.chars().take(100).collect(), reason };
         let (kind, rest) = s.split_once(':').ok_or_else(|| err("missing header: or query: prefix"))?;
-        let valid_name = |n: &str| !n.is_empty() && n.len() <= 100 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+        let valid_name = |n: &str| {
+            !n.is_empty() && n.len() <= 100 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        };
         match kind {
             "header" => {
                 let (name, template) = rest.split_once('=').unwrap_or((rest, "{secret}"));
@@ -191,7 +193,9 @@ mod tests {
             Ok(Injection::Header { name: "X-Api-Key".into(), template: "{secret}".into() })
         );
         assert_eq!("query:api_key".parse(), Ok(Injection::Query { name: "api_key".into() }));
-        for bad in ["Authorization", "header:=x{secret}", "header:X=Bearer", "header:Host={secret}", "cookie:a", "query:a b"] {
+        for bad in
+            ["Authorization", "header:=x{secret}", "header:X=Bearer", "header:Host={secret}", "cookie:a", "query:a b"]
+        {
             assert!(bad.parse::<Injection>().is_err(), "{bad}");
         }
         let rule: Injection = "header:X-Key=k {secret}".parse().unwrap();

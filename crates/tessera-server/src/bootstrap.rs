@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,10 +14,13 @@ use tessera_core::id::new_public_id;
 use tessera_core::names::SYSTEM_ENV;
 use tessera_core::scope::ADMIN_SCOPE;
 use tessera_core::token::ClientSecret;
+use tessera_core::SecretHasher;
 use tessera_core::{
     AuditEvent, Client, EnvPolicy, Environment, MasterKey, NewToken, ScopeSet, Token, TokenFormat, TokenSecret,
 };
-use tessera_store::{Change, WriteUnit};
+use tessera_store::{Change, Store, WriteUnit};
+
+use crate::kek::{Kek, HASH_KEY};
 
 use crate::config::ServerConfig;
 use crate::state::AppState;
@@ -40,21 +43,53 @@ pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 }
 
 /// The master key: `TESSERA_MASTER_KEY` when given, else `DATA_DIR/master.key`, generated
-/// (mode 0600) when missing.
-pub fn master_key(config: &ServerConfig) -> anyhow::Result<MasterKey> {
+/// (mode 0600) when missing. Also returns the key file's path when the key is file-based.
+pub fn master_key(config: &ServerConfig) -> anyhow::Result<(MasterKey, Option<PathBuf>)> {
     if let Some(hex) = &config.master_key {
-        return MasterKey::from_hex(hex).context("TESSERA_MASTER_KEY");
+        return Ok((MasterKey::from_hex(hex).context("TESSERA_MASTER_KEY")?, None));
     }
     let path = config.data_dir.join("master.key");
+    // A rewrap that was interrupted after its commit left the new key beside the old one.
+    let pending = config.data_dir.join("master.key.new");
     match std::fs::read_to_string(&path) {
-        Ok(text) => MasterKey::from_hex(&text).with_context(|| format!("reading {}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Ok(text) => {
+            let key = MasterKey::from_hex(&text).with_context(|| format!("reading {}", path.display()))?;
+            Ok((key, Some(path)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !pending.exists() => {
             let key = MasterKey::generate();
             write_private(&path, format!("{}\n", key.to_hex().as_str()).as_bytes())?;
             tracing::info!(path = %path.display(), fingerprint = %key.fingerprint(), "generated master key");
-            Ok(key)
+            Ok((key, Some(path)))
         }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Loads the key of token and client-secret hashes, sealed under the master key; creates it
+/// on first start. When the master key does not open it, a pending rewrap's new key is tried.
+pub async fn hash_key(store: &dyn Store, kek: &Kek) -> anyhow::Result<SecretHasher> {
+    match store.system_key(HASH_KEY).await? {
+        Some((sealed, fingerprint)) => kek.open_hash_key(&sealed).map_err(|_| {
+            anyhow::anyhow!(
+                "the master key (fingerprint {}) does not open this data, which was sealed under master key {fingerprint}; \
+                 set TESSERA_MASTER_KEY or restore DATA_DIR/master.key",
+                kek.fingerprint
+            )
+        }),
+        None => {
+            let (hasher, sealed) = kek.new_hash_key();
+            let event = AuditEvent::new(actions::SYSTEM_KEY_CREATE, "system")
+                .target(HASH_KEY)
+                .detail("master_fingerprint", kek.fingerprint.clone());
+            let change = Change::SetSystemKey {
+                purpose: HASH_KEY.to_owned(),
+                sealed,
+                master_fingerprint: kek.fingerprint.clone(),
+            };
+            store.commit(WriteUnit::new(change, event)).await.context("storing the hash key")?;
+            Ok(hasher)
+        }
     }
 }
 

@@ -290,8 +290,8 @@ async fn generate_blocking(
     alg: Alg,
     key_state: &str,
 ) -> ApiResult<(StoredKey, SigningKey)> {
-    let (env, key_state, sealer_state) = (env.to_owned(), key_state.to_owned(), state.clone());
-    tokio::task::spawn_blocking(move || generate(&env, alg, &key_state, crate::now(), &sealer_state.key_sealer))
+    let (env, key_state, kek) = (env.to_owned(), key_state.to_owned(), state.kek());
+    tokio::task::spawn_blocking(move || generate(&env, alg, &key_state, crate::now(), &kek.signing))
         .await
         .map_err(|e| ApiError::Internal(format!("key generation failed: {e}")))
 }
@@ -302,6 +302,7 @@ pub async fn ensure(state: &AppState, actor: &str, env: &str, alg: Alg) -> ApiRe
         return Ok(k);
     }
     let _guard = state.key_lock.lock().await;
+    let _sealing = state.seal_lock.read().await;
     if let Some(k) = state.keyring.current(env, alg) {
         return Ok(k);
     }
@@ -333,11 +334,13 @@ pub async fn rotate(
     alg: Alg,
     max_ttl: std::time::Duration,
 ) -> ApiResult<Arc<SigningKey>> {
-    let _guard = state.key_lock.lock().await;
+    let guard = state.key_lock.lock().await;
+    let sealing = state.seal_lock.read().await;
     let now = crate::now();
     let current = state.keyring.current(env, alg);
     let Some(next) = state.keyring.find(env, alg, "next") else {
-        drop(_guard);
+        drop(sealing);
+        drop(guard);
         return ensure(state, actor, env, alg).await;
     };
     let (new_stored, new_next) = generate_blocking(state, env, alg, "next").await?;

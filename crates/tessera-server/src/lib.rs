@@ -9,6 +9,7 @@ pub mod config;
 pub mod http;
 pub mod index;
 pub mod jwt;
+pub mod kek;
 pub mod keys;
 pub mod metrics;
 pub mod seal;
@@ -93,7 +94,7 @@ async fn load_caches(state: &AppState) -> anyhow::Result<()> {
         state.clients.insert(client);
     }
     for stored in state.store.signing_keys().await.context("loading signing keys")? {
-        let key = keys::SigningKey::open(&stored, &state.key_sealer)
+        let key = keys::SigningKey::open(&stored, &state.kek().signing)
             .map_err(|e| anyhow::anyhow!("{e} (is TESSERA_MASTER_KEY the key this data was created with?)"))?;
         state.keyring.insert(key);
     }
@@ -104,13 +105,15 @@ async fn load_caches(state: &AppState) -> anyhow::Result<()> {
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let master = bootstrap::master_key(&config)?;
+    let (master, master_key_file) = bootstrap::master_key(&config)?;
     let store = tessera_store::open(&config.db_url()).await.with_context(|| format!("opening {}", config.db_url()))?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let local_addr = listener.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{local_addr}"));
-    let state = AppState::new(store, &master, public_url, config.key_rotation_period);
+    let kek = kek::Kek::new(&master);
     drop(master);
+    let hasher = bootstrap::hash_key(store.as_ref(), &kek).await?;
+    let state = AppState::new(store, kek, hasher, master_key_file, public_url, config.key_rotation_period);
     let root_token = bootstrap::first_start(&state, &config).await?;
     load_caches(&state).await?;
     let (shutdown, mut stop) = watch::channel(false);

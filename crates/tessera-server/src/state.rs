@@ -6,13 +6,15 @@ use std::ops::Deref;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tessera_core::{Client, MasterKey, SecretHasher};
-use tessera_store::Store;
+use tessera_core::upstream::{Fault, Upstream};
+use tessera_core::{Client, SecretHasher};
+use tessera_store::{GatewayUse, Store};
+use zeroize::Zeroizing;
 
 use crate::index::TokenIndex;
+use crate::kek::Kek;
 use crate::keys::Keyring;
 use crate::metrics::Metrics;
-use crate::seal::Sealer;
 
 /// Cheap to clone; handed to every request handler.
 #[derive(Debug, Clone)]
@@ -22,8 +24,19 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub store: Arc<dyn Store>,
     pub hasher: SecretHasher,
-    pub key_sealer: Sealer,
+    kek: RwLock<Arc<Kek>>,
+    /// Held (shared) while sealing with the current master key; held exclusively by rewrap.
+    pub seal_lock: tokio::sync::RwLock<()>,
+    /// Where the master key lives when it is file-based (rewrap writes the new one there).
+    pub master_key_file: Option<std::path::PathBuf>,
     pub index: TokenIndex,
+    pub secrets: SecretCache,
+    pub upstreams: UpstreamCache,
+    pub faults: FaultState,
+    /// Gateway uses waiting for the next batched write.
+    pub gateway_uses: std::sync::Mutex<Vec<GatewayUse>>,
+    /// Outbound HTTP client of the gateway (connection pool shared by all upstreams).
+    pub http: reqwest::Client,
     pub clients: ClientCache,
     pub keyring: Keyring,
     /// Serialises key generation and rotation.
@@ -36,12 +49,31 @@ pub struct Inner {
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, master: &MasterKey, public_url: String, key_rotation_period: Duration) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        kek: Kek,
+        hasher: SecretHasher,
+        master_key_file: Option<std::path::PathBuf>,
+        public_url: String,
+        key_rotation_period: Duration,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(256)
+            .build()
+            .expect("the gateway HTTP client builds");
         Self(Arc::new(Inner {
             store,
-            hasher: SecretHasher::new(master),
-            key_sealer: Sealer::new(master, "signing-keys"),
+            hasher,
+            kek: RwLock::new(Arc::new(kek)),
+            seal_lock: tokio::sync::RwLock::new(()),
+            master_key_file,
             index: TokenIndex::new(),
+            secrets: SecretCache::default(),
+            upstreams: UpstreamCache::default(),
+            faults: FaultState::default(),
+            gateway_uses: std::sync::Mutex::new(Vec::new()),
+            http,
             clients: ClientCache::default(),
             keyring: Keyring::default(),
             key_lock: tokio::sync::Mutex::new(()),
@@ -49,6 +81,16 @@ impl AppState {
             public_url: public_url.trim_end_matches('/').to_owned(),
             key_rotation_period,
         }))
+    }
+
+    /// The sealers of the current master key.
+    pub fn kek(&self) -> Arc<Kek> {
+        self.kek.read().expect("kek lock").clone()
+    }
+
+    /// Switches to a new master key (after its data keys were re-sealed and committed).
+    pub fn set_kek(&self, kek: Kek) {
+        *self.kek.write().expect("kek lock") = Arc::new(kek);
     }
 
     /// The issuer identifier of environment `env`.
@@ -78,5 +120,90 @@ impl ClientCache {
 
     pub fn get(&self, id: &str) -> Option<Arc<Client>> {
         self.clients.read().expect("client cache lock").get(id).cloned()
+    }
+}
+
+/// Decrypted current secret values, for the gateway's injection (zeroized when dropped).
+/// Invalidated on every new version this server writes.
+#[derive(Debug, Default)]
+pub struct SecretCache {
+    values: RwLock<HashMap<(String, String), Arc<Zeroizing<String>>>>,
+}
+
+impl SecretCache {
+    pub fn get(&self, env: &str, name: &str) -> Option<Arc<Zeroizing<String>>> {
+        self.values.read().expect("secret cache lock").get(&(env.to_owned(), name.to_owned())).cloned()
+    }
+
+    pub fn put(&self, env: &str, name: &str, value: Zeroizing<String>) {
+        self.values.write().expect("secret cache lock").insert((env.to_owned(), name.to_owned()), Arc::new(value));
+    }
+
+    pub fn clear(&self) {
+        self.values.write().expect("secret cache lock").clear();
+    }
+}
+
+/// Upstreams by (environment, name).
+#[derive(Debug, Default)]
+pub struct UpstreamCache {
+    upstreams: RwLock<HashMap<(String, String), Arc<Upstream>>>,
+}
+
+impl UpstreamCache {
+    pub fn get(&self, env: &str, name: &str) -> Option<Arc<Upstream>> {
+        self.upstreams.read().expect("upstream cache lock").get(&(env.to_owned(), name.to_owned())).cloned()
+    }
+
+    pub fn put(&self, u: Upstream) {
+        self.upstreams.write().expect("upstream cache lock").insert((u.env.clone(), u.name.clone()), Arc::new(u));
+    }
+
+    pub fn all(&self) -> Vec<Arc<Upstream>> {
+        let mut v: Vec<_> = self.upstreams.read().expect("upstream cache lock").values().cloned().collect();
+        v.sort_by(|a, b| (&a.env, &a.name).cmp(&(&b.env, &b.name)));
+        v
+    }
+}
+
+/// Active gateway faults and their per-token request counters.
+#[derive(Debug, Default)]
+pub struct FaultState {
+    faults: RwLock<Vec<Arc<Fault>>>,
+    /// (fault id, token id) → requests seen.
+    counters: std::sync::Mutex<HashMap<(String, String), u64>>,
+}
+
+impl FaultState {
+    pub fn set(&self, faults: Vec<Fault>) {
+        *self.faults.write().expect("fault lock") = faults.into_iter().map(Arc::new).collect();
+        self.counters.lock().expect("fault counter lock").clear();
+    }
+
+    pub fn add(&self, fault: Fault) {
+        self.faults.write().expect("fault lock").push(Arc::new(fault));
+    }
+
+    pub fn all(&self) -> Vec<Arc<Fault>> {
+        self.faults.read().expect("fault lock").clone()
+    }
+
+    /// Faults that apply to a request of `token_id` to `upstream` in `env`.
+    pub fn matching(&self, env: &str, upstream: &str, token_id: &str) -> Vec<Arc<Fault>> {
+        self.faults
+            .read()
+            .expect("fault lock")
+            .iter()
+            .filter(|f| f.env == env && f.upstream == upstream && f.token_id.as_deref().is_none_or(|t| t == token_id))
+            .cloned()
+            .collect()
+    }
+
+    /// Counts one request of `token_id` under `fault`; returns the count including this one.
+    pub fn count(&self, fault: &Fault, token_id: &str) -> u64 {
+        let mut c = self.counters.lock().expect("fault counter lock");
+        let n = c.entry((fault.id.clone(), token_id.to_owned())).or_insert(0);
+        *n += 1;
+        *n
     }
 }

@@ -11,7 +11,8 @@ mod store;
 pub use error::{Result, StoreError};
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::{
-    Change, CommitOutcome, GatewayUse, Resealed, Store, StoredKey, StoredSecretVersion, TokenFilter, UsageUpdate, WriteUnit,
+    Change, CommitOutcome, GatewayUse, Resealed, Store, StoredKey, StoredSecretVersion, TokenFilter, UsageUpdate,
+    WriteUnit,
 };
 
 use std::sync::Arc;

@@ -511,13 +511,11 @@ async fn apply_change(conn: &mut SqliteConnection, change: &Change, outcome: &mu
             .await?;
         }
         Change::ClearFaults { env, upstream } => {
-            sqlx::query(
-                "DELETE FROM gateway_faults WHERE (?1 IS NULL OR env = ?1) AND (?2 IS NULL OR upstream = ?2)",
-            )
-            .bind(env)
-            .bind(upstream)
-            .execute(&mut *conn)
-            .await?;
+            sqlx::query("DELETE FROM gateway_faults WHERE (?1 IS NULL OR env = ?1) AND (?2 IS NULL OR upstream = ?2)")
+                .bind(env)
+                .bind(upstream)
+                .execute(&mut *conn)
+                .await?;
         }
         Change::RecordGatewayUse(rows) => {
             for u in rows {
@@ -573,7 +571,9 @@ fn secret_config_from_row(row: &SqliteRow) -> Result<SecretConfig> {
         name: row.try_get("name")?,
         hook: hook.map(|argv| RotationHook {
             argv,
-            timeout: Duration::from_secs(row.try_get::<Option<i64>, _>("hook_timeout_s").ok().flatten().unwrap_or(30).max(1) as u64),
+            timeout: Duration::from_secs(
+                row.try_get::<Option<i64>, _>("hook_timeout_s").ok().flatten().unwrap_or(30).max(1) as u64,
+            ),
         }),
         rotation_period: secs(row.try_get("rotation_period_s")?),
         overlap: Duration::from_secs(row.try_get::<i64, _>("overlap_s")?.max(0) as u64),
@@ -988,13 +988,12 @@ impl Store for SqliteStore {
     }
 
     async fn gateway_uses(&self, run_id: Option<&str>, limit: u32) -> Result<Vec<GatewayUse>> {
-        let rows = sqlx::query(
-            "SELECT * FROM gateway_usage WHERE (?1 IS NULL OR run_id = ?1) ORDER BY id DESC LIMIT ?2",
-        )
-        .bind(run_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await?;
+        let rows =
+            sqlx::query("SELECT * FROM gateway_usage WHERE (?1 IS NULL OR run_id = ?1) ORDER BY id DESC LIMIT ?2")
+                .bind(run_id)
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(GatewayUse {

@@ -135,19 +135,29 @@ pub enum Change {
         kid: String,
     },
     /// Store a data key sealed under the master key (first start).
-    SetSystemKey { purpose: String, sealed: Vec<u8>, master_fingerprint: String },
+    SetSystemKey {
+        purpose: String,
+        sealed: Vec<u8>,
+        master_fingerprint: String,
+    },
     /// Create or update a secret's configuration.
     PutSecretConfig(SecretConfig),
     /// Add a version that becomes current; the former current version stays valid as
     /// `previous` until `previous_valid_until`, older previous versions are retired.
-    PutSecretVersion { version: StoredSecretVersion, previous_valid_until: DateTime<Utc> },
+    PutSecretVersion {
+        version: StoredSecretVersion,
+        previous_valid_until: DateTime<Utc>,
+    },
     /// Replace every sealed data key at once (master key rewrap).
     Rewrap(Resealed),
     /// Create or replace an upstream.
     PutUpstream(Upstream),
     AddFault(Fault),
     /// Remove faults (all, or those of one environment / upstream).
-    ClearFaults { env: Option<String>, upstream: Option<String> },
+    ClearFaults {
+        env: Option<String>,
+        upstream: Option<String>,
+    },
     /// Append gateway usage rows (no audit: they are not changes of state).
     RecordGatewayUse(Vec<GatewayUse>),
 }

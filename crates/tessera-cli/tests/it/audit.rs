@@ -13,7 +13,7 @@ async fn tamper(dir: &std::path::Path, sql: &str) {
 
 #[tokio::test]
 async fn editing_or_deleting_any_audit_row_fails_verification_at_that_entry() {
-    // 4 entries at first start, then env (with its 2 signing keys), client and 3 tokens: 11.
+    // 5 entries at first start, then env (with its 2 signing keys), client and 3 tokens: 12.
     let cases: &[(&str, &str, &str)] = &[
         ("edit a field", "UPDATE audit_log SET actor = 'tok_mallory' WHERE seq = 5", "first bad entry #5"),
         (
@@ -25,7 +25,7 @@ async fn editing_or_deleting_any_audit_row_fails_verification_at_that_entry() {
         ("move in time", "UPDATE audit_log SET at = at + 1 WHERE seq = 2", "first bad entry #2"),
         ("delete a row", "DELETE FROM audit_log WHERE seq = 7", "expected sequence number 7"),
         ("delete the first row", "DELETE FROM audit_log WHERE seq = 1", "expected sequence number 1"),
-        ("delete the last row", "DELETE FROM audit_log WHERE seq = 11", "first bad entry #11"),
+        ("delete the last row", "DELETE FROM audit_log WHERE seq = 12", "first bad entry #12"),
         (
             "rewrite a hash to match",
             "UPDATE audit_log SET hash = (SELECT hash FROM audit_log WHERE seq = 3) WHERE seq = 4",
@@ -40,7 +40,7 @@ async fn editing_or_deleting_any_audit_row_fails_verification_at_that_entry() {
         for _ in 0..3 {
             s.ok(&["token", "create", "--env", "staging", "--client", "svc"]);
         }
-        assert!(s.ok(&["audit", "verify"]).contains("verified: 11 entries"), "{name}");
+        assert!(s.ok(&["audit", "verify"]).contains("verified: 12 entries"), "{name}");
         tamper(dir.path(), sql).await;
         let out = s.cli(&["audit", "verify"]);
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -77,7 +77,7 @@ fn the_worked_example_runs_end_to_end() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["action"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(
-        actions[4..],
+        actions[5..],
         [
             "environment.create",
             "key.create",

@@ -58,25 +58,41 @@ async fn list(
     Ok(Json(AuditList { entries, next_after: None }))
 }
 
+/// Verifies the chain up to a head that was recorded before the entries were read, so writes
+/// that commit during verification are never mistaken for tampering: every head covers
+/// entries committed with it, and entries past the last head read are checked again against a
+/// fresh head before being called foreign.
 async fn verify(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<AuditVerification>> {
-    let head = state.store.audit_head().await?;
     let mut verifier = ChainVerifier::new();
-    let mut after = 0;
     let mut checked = 0;
-    let failure = 'scan: loop {
-        let batch = state.store.audit_entries(after, 5_000).await?;
-        let Some(last) = batch.last() else { break 'scan None };
-        after = last.seq;
-        for e in &batch {
-            if let Err(e) = verifier.push(e) {
-                break 'scan Some(e);
+    let mut after = 0;
+    let mut head = state.store.audit_head().await?;
+    let result = 'verify: loop {
+        while after < head.seq {
+            let batch = state.store.audit_entries(after, 5_000).await?;
+            let Some(last) = batch.last() else { break };
+            for e in batch.iter().take_while(|e| e.seq <= head.seq) {
+                if let Err(e) = verifier.push(e) {
+                    break 'verify Err(e);
+                }
+                checked += 1;
             }
-            checked += 1;
+            after = last.seq.min(head.seq);
+            if last.seq >= head.seq {
+                break;
+            }
         }
-    };
-    let result = match failure {
-        Some(e) => Err(e),
-        None => verifier.finish(&head),
+        // Anything beyond the head we hold? Either newer writes (the head moved too) or rows
+        // added behind Tessera's back (the head did not move).
+        if state.store.audit_entries(head.seq, 1).await?.is_empty() {
+            break verifier.finish(&head);
+        }
+        let fresh = state.store.audit_head().await?;
+        if fresh.seq == head.seq {
+            let extra = tessera_core::ChainBreak::HeadMismatch { last: head.seq + 1, head: head.seq };
+            break verifier.finish(&head).and(Err(extra));
+        }
+        head = fresh;
     };
     Ok(Json(match result {
         Ok(n) => AuditVerification {
