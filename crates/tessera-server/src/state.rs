@@ -127,11 +127,14 @@ impl ClientCache {
 /// Invalidated on every new version this server writes.
 #[derive(Debug, Default)]
 pub struct SecretCache {
-    values: RwLock<HashMap<(String, String), Arc<Zeroizing<String>>>>,
+    values: RwLock<HashMap<(String, String), SecretValue>>,
 }
 
+/// A decrypted secret value shared by the requests that inject it.
+pub type SecretValue = Arc<Zeroizing<String>>;
+
 impl SecretCache {
-    pub fn get(&self, env: &str, name: &str) -> Option<Arc<Zeroizing<String>>> {
+    pub fn get(&self, env: &str, name: &str) -> Option<SecretValue> {
         self.values.read().expect("secret cache lock").get(&(env.to_owned(), name.to_owned())).cloned()
     }
 
