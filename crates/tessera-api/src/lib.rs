@@ -382,3 +382,224 @@ pub struct Introspection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inactive_reason: Option<String>,
 }
+
+/// `PUT /v1/secrets/{env}/{name}`: a new version (the value travels only in this body).
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutSecret {
+    pub value: String,
+    /// Rotation hook: executable and arguments; prints the new value on stdout, receives the
+    /// old one on stdin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_period: Option<String>,
+    /// How long the previous version stays valid after a new one (default 1h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<String>,
+    /// The value expires (e.g. a sandbox key with a fixed lifetime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<String>,
+}
+
+impl std::fmt::Debug for PutSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutSecret").field("value", &"redacted").field("hook", &self.hook).finish_non_exhaustive()
+    }
+}
+
+/// Metadata of one secret version (never the value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretVersionView {
+    pub env: String,
+    pub name: String,
+    pub version: u32,
+    pub fingerprint: String,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// `current`, `previous` (still valid during the overlap) or `retired`.
+    pub state: String,
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretVersionList {
+    pub versions: Vec<SecretVersionView>,
+}
+
+/// One secret in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretView {
+    pub env: String,
+    pub name: String,
+    pub current: Option<SecretVersionView>,
+    pub has_hook: bool,
+    pub rotation_period: Option<String>,
+    pub overlap: String,
+    /// Past its rotation period or expiry.
+    pub due: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretList {
+    pub secrets: Vec<SecretView>,
+}
+
+/// `GET /v1/secrets/{env}/{name}` (needs `tessera:env:ENV:reveal`).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct RevealedSecret {
+    pub env: String,
+    pub name: String,
+    pub version: u32,
+    pub value: String,
+}
+
+impl std::fmt::Debug for RevealedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevealedSecret").field("env", &self.env).field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// `POST /v1/upstreams` (creates or replaces).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutUpstream {
+    pub name: String,
+    pub env: String,
+    pub url: String,
+    pub secret: String,
+    /// `header:NAME=TEMPLATE` (TEMPLATE with `{secret}`) or `query:NAME`; default
+    /// `header:Authorization=Bearer {secret}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inject: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_paths: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_methods: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamView {
+    pub name: String,
+    pub env: String,
+    pub url: String,
+    pub secret: String,
+    pub inject: String,
+    pub allow_paths: Vec<String>,
+    pub allow_methods: Vec<String>,
+    pub timeout: String,
+    /// Where test code sends requests: `{public_url}/gw/{name}`.
+    pub gateway_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpstreamList {
+    pub upstreams: Vec<UpstreamView>,
+}
+
+/// `POST /v1/gateway/faults`: exactly one of `fail_after`, `revoke_after`, `rotate_after`,
+/// `latency`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddFault {
+    pub env: String,
+    pub upstream: String,
+    /// Only this token (`tok_…`); default: every token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_after: Option<u64>,
+    /// Status of `fail_after` answers (default 401).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_after: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultView {
+    pub id: String,
+    pub env: String,
+    pub upstream: String,
+    pub token: Option<String>,
+    /// `fail_after`, `revoke_after`, `rotate_after` or `latency`.
+    pub kind: String,
+    /// `n`, `status`, or a duration, by kind.
+    pub detail: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaultList {
+    pub faults: Vec<FaultView>,
+}
+
+/// `POST /v1/keys/rewrap`.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rewrap {
+    /// The new master key (64 hex characters). Omitted: the server generates one and writes
+    /// it to its key file (only when the master key is file-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_master_key: Option<String>,
+}
+
+impl std::fmt::Debug for Rewrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rewrap(redacted)")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rewrapped {
+    pub old_fingerprint: String,
+    pub new_fingerprint: String,
+    pub signing_keys: usize,
+    pub secret_versions: usize,
+    /// Set when the new key was written to the server's key file.
+    pub key_file: Option<String>,
+}
+
+/// One environment's holding of a credential, in a drift report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftHolding {
+    pub env: String,
+    pub version: u32,
+    pub fingerprint: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub protected: bool,
+    /// Past the rotation period.
+    pub rotation_due: bool,
+    pub expired: bool,
+}
+
+/// Drift of one credential name across environments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftEntry {
+    pub name: String,
+    pub holdings: Vec<DriftHolding>,
+    /// Environments (not protected-only ones) that lack it.
+    pub missing: Vec<String>,
+    /// Groups of environments holding the very same value although one is protected and another
+    /// is not (production-like and test values must differ).
+    pub shared_across_protection: Vec<Vec<String>>,
+    /// Environments holding different values (informational: values usually differ per env).
+    pub distinct_values: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DriftReport {
+    pub credentials: Vec<DriftEntry>,
+    /// Number of problems: missing, shared across protection, due or expired.
+    pub problems: usize,
+}

@@ -43,9 +43,132 @@ pub enum Command {
     /// Read and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// List and rotate JWT signing keys.
+    /// List and rotate JWT signing keys; re-seal data keys under a new master key.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Upstream (third-party) secrets: set, list, versions, rotate, reveal.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Upstreams the gateway forwards to.
+    #[command(subcommand)]
+    Upstream(UpstreamCommand),
+    /// Gateway auth-fault injection.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
+    /// Compare credentials across environments; exit 1 when there are problems.
+    Drift,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store a new version; the value is read from stdin (or --from-file), never an argument.
+    Set {
+        env: String,
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<std::path::PathBuf>,
+        /// Rotation hook: the command to run, then its arguments (repeat --hook for each).
+        #[arg(long = "hook", value_name = "ARG")]
+        hook: Vec<String>,
+        #[arg(long)]
+        hook_timeout: Option<String>,
+        #[arg(long)]
+        rotation_period: Option<String>,
+        /// How long the previous version stays valid after a new one (default 1h).
+        #[arg(long)]
+        overlap: Option<String>,
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// List secrets (metadata only).
+    List {
+        #[arg(long)]
+        env: Option<String>,
+    },
+    /// List the versions of a secret (metadata only).
+    Versions { env: String, name: String },
+    /// Run the secret's rotation hook now.
+    Rotate { env: String, name: String },
+    /// Print the current value (needs tessera:env:ENV:reveal; audited).
+    Reveal { env: String, name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpstreamCommand {
+    /// Create or replace an upstream.
+    Create {
+        name: String,
+        #[arg(long)]
+        env: String,
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        secret: String,
+        /// header:NAME=TEMPLATE (TEMPLATE such as 'Bearer {secret}') or query:NAME.
+        #[arg(long)]
+        inject: Option<String>,
+        #[arg(long = "allow-path", value_name = "PREFIX")]
+        allow_paths: Vec<String>,
+        #[arg(long = "allow-method", value_name = "METHOD")]
+        allow_methods: Vec<String>,
+        #[arg(long)]
+        timeout: Option<String>,
+    },
+    /// List upstreams.
+    List {
+        #[arg(long)]
+        env: Option<String>,
+    },
+    /// Show one upstream.
+    Show {
+        name: String,
+        #[arg(long)]
+        env: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Auth faults the gateway injects (test environments only).
+    #[command(subcommand)]
+    Faults(FaultsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FaultsCommand {
+    /// Add a fault rule.
+    Add {
+        #[arg(long)]
+        env: String,
+        #[arg(long)]
+        upstream: String,
+        /// Only this token (tok_…).
+        #[arg(long)]
+        token: Option<String>,
+        /// From the Nth request on, answer --status (401) as if the token had expired.
+        #[arg(long, group = "fault")]
+        fail_after: Option<u64>,
+        #[arg(long, requires = "fail_after")]
+        status: Option<u16>,
+        /// Revoke the caller's token after N requests.
+        #[arg(long, group = "fault")]
+        revoke_after: Option<u64>,
+        /// Rotate the caller's token (no grace) once this long has passed.
+        #[arg(long, group = "fault")]
+        rotate_after: Option<String>,
+        /// Delay every request.
+        #[arg(long, group = "fault")]
+        latency: Option<String>,
+    },
+    /// List fault rules.
+    List,
+    /// Remove fault rules.
+    Clear {
+        #[arg(long)]
+        env: Option<String>,
+        #[arg(long)]
+        upstream: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +184,13 @@ pub enum KeysCommand {
         env: String,
         #[arg(long, value_parser = ["EdDSA", "ES256", "RS256"])]
         alg: Option<String>,
+    },
+    /// Re-seal every data key under a new master key, without downtime.
+    Rewrap {
+        /// File holding the new master key (64 hex characters). Without it the server
+        /// generates one and writes it to its key file.
+        #[arg(long, value_name = "FILE")]
+        new_key_file: Option<std::path::PathBuf>,
     },
 }
 

@@ -283,6 +283,78 @@ impl Client {
         }
     }
 
+    /// Stores a new version of an upstream secret (the value travels only in the body).
+    pub async fn put_secret(&self, env: &str, name: &str, req: &PutSecret) -> Result<SecretVersionView> {
+        self.send(self.request(Method::PUT, &["v1", "secrets", env, name]).json(req)).await
+    }
+
+    pub async fn secrets(&self, env: Option<&str>) -> Result<Vec<SecretView>> {
+        let mut req = self.request(Method::GET, &["v1", "secrets"]);
+        if let Some(env) = env {
+            req = req.query(&[("env", env)]);
+        }
+        Ok(self.send::<SecretList>(req).await?.secrets)
+    }
+
+    pub async fn secret_versions(&self, env: &str, name: &str) -> Result<Vec<SecretVersionView>> {
+        Ok(self.get::<SecretVersionList>(&["v1", "secrets", env, name, "versions"]).await?.versions)
+    }
+
+    /// The current value (needs `tessera:env:ENV:reveal`; audited).
+    pub async fn reveal_secret(&self, env: &str, name: &str) -> Result<RevealedSecret> {
+        self.get(&["v1", "secrets", env, name]).await
+    }
+
+    pub async fn rotate_secret(&self, env: &str, name: &str) -> Result<SecretVersionView> {
+        self.post(&["v1", "secrets", env, name, "rotate"], &serde_json::json!({})).await
+    }
+
+    pub async fn drift(&self) -> Result<DriftReport> {
+        self.get(&["v1", "drift"]).await
+    }
+
+    pub async fn put_upstream(&self, req: &PutUpstream) -> Result<UpstreamView> {
+        self.post(&["v1", "upstreams"], req).await
+    }
+
+    pub async fn upstreams(&self, env: Option<&str>) -> Result<Vec<UpstreamView>> {
+        let mut req = self.request(Method::GET, &["v1", "upstreams"]);
+        if let Some(env) = env {
+            req = req.query(&[("env", env)]);
+        }
+        Ok(self.send::<UpstreamList>(req).await?.upstreams)
+    }
+
+    pub async fn upstream(&self, env: &str, name: &str) -> Result<UpstreamView> {
+        self.get(&["v1", "upstreams", env, name]).await
+    }
+
+    pub async fn add_fault(&self, req: &AddFault) -> Result<FaultView> {
+        self.post(&["v1", "gateway", "faults"], req).await
+    }
+
+    pub async fn faults(&self) -> Result<Vec<FaultView>> {
+        Ok(self.get::<FaultList>(&["v1", "gateway", "faults"]).await?.faults)
+    }
+
+    /// Removes faults (of one environment / upstream when given); returns those removed.
+    pub async fn clear_faults(&self, env: Option<&str>, upstream: Option<&str>) -> Result<Vec<FaultView>> {
+        let mut query = Vec::new();
+        if let Some(e) = env {
+            query.push(("env", e));
+        }
+        if let Some(u) = upstream {
+            query.push(("upstream", u));
+        }
+        let req = self.request(Method::DELETE, &["v1", "gateway", "faults"]).query(&query);
+        Ok(self.send::<FaultList>(req).await?.faults)
+    }
+
+    /// Re-seals every data key under a new master key.
+    pub async fn rewrap(&self, req: &Rewrap) -> Result<Rewrapped> {
+        self.post(&["v1", "keys", "rewrap"], req).await
+    }
+
     pub async fn verify_audit(&self) -> Result<AuditVerification> {
         self.get(&["v1", "audit", "verify"]).await
     }

@@ -19,14 +19,51 @@ pub fn spawn(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) 
                 _ = stop.wait_for(|s| *s) => break,
             }
             flush_usage(&state).await;
+            flush_gateway_uses(&state).await;
             rounds += 1;
             if rounds.is_multiple_of(60) {
                 state.index.prune(crate::now());
                 rotate_due_keys(&state).await;
+                rotate_due_secrets(&state).await;
             }
         }
         flush_usage(&state).await;
+        flush_gateway_uses(&state).await;
     })
+}
+
+/// Writes the gateway uses recorded since the last flush in one batch.
+pub async fn flush_gateway_uses(state: &AppState) {
+    let batch = std::mem::take(&mut *state.gateway_uses.lock().expect("usage lock"));
+    if batch.is_empty() {
+        return;
+    }
+    let unit = tessera_store::WriteUnit {
+        changes: vec![tessera_store::Change::RecordGatewayUse(batch.clone())],
+        audit: vec![],
+    };
+    if let Err(e) = state.store.commit(unit).await {
+        tracing::warn!(error = %e, pending = batch.len(), "could not record gateway uses; will retry");
+        state.gateway_uses.lock().expect("usage lock").extend(batch);
+    }
+}
+
+/// Runs the rotation hooks of secrets past their rotation period.
+pub async fn rotate_due_secrets(state: &AppState) {
+    let now = crate::now();
+    let Ok(configs) = state.store.secret_configs(None).await else { return };
+    let Ok(versions) = state.store.secret_versions(None, None).await else { return };
+    for c in configs.iter().filter(|c| c.hook.is_some() && c.rotation_period.is_some()) {
+        let due = versions
+            .iter()
+            .find(|v| v.meta.env == c.env && v.meta.name == c.name && v.meta.state == "current")
+            .is_some_and(|v| crate::secrets::is_due(&v.meta, c.rotation_period, now).0);
+        if due {
+            if let Err(e) = crate::secrets::rotate(state, "system", &c.env, &c.name).await {
+                tracing::warn!(env = %c.env, name = %c.name, error = %e, "scheduled secret rotation failed");
+            }
+        }
+    }
 }
 
 /// Writes the use counts observed since the last flush; on failure they stay pending.

@@ -66,6 +66,29 @@ pub fn master_key(config: &ServerConfig) -> anyhow::Result<(MasterKey, Option<Pa
     }
 }
 
+/// Opens the stored data keys with `master`; if that fails and an interrupted rewrap left
+/// `master.key.new`, finishes the rewrap by installing that key.
+pub async fn open_with_master(
+    store: &dyn Store,
+    master: MasterKey,
+    key_file: Option<&Path>,
+) -> anyhow::Result<(Kek, SecretHasher)> {
+    let kek = Kek::new(&master);
+    match hash_key(store, &kek).await {
+        Ok(hasher) => Ok((kek, hasher)),
+        Err(first) => {
+            let Some(path) = key_file else { return Err(first) };
+            let pending = path.with_extension("key.new");
+            let Ok(text) = std::fs::read_to_string(&pending) else { return Err(first) };
+            let new_kek = Kek::new(&MasterKey::from_hex(&text).context("reading master.key.new")?);
+            let hasher = hash_key(store, &new_kek).await.map_err(|_| first)?;
+            std::fs::rename(&pending, path).context("installing master.key.new")?;
+            tracing::warn!("finished an interrupted master key rewrap");
+            Ok((new_kek, hasher))
+        }
+    }
+}
+
 /// Loads the key of token and client-secret hashes, sealed under the master key; creates it
 /// on first start. When the master key does not open it, a pending rewrap's new key is tried.
 pub async fn hash_key(store: &dyn Store, kek: &Kek) -> anyhow::Result<SecretHasher> {

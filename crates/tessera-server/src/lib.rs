@@ -13,6 +13,7 @@ pub mod kek;
 pub mod keys;
 pub mod metrics;
 pub mod seal;
+pub mod secrets;
 pub mod state;
 pub mod tokens;
 pub mod validate;
@@ -53,6 +54,9 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::audit::routes())
         .merge(routes::keys::routes())
         .merge(routes::oauth::routes())
+        .merge(routes::secrets::routes())
+        .merge(routes::upstreams::routes())
+        .merge(routes::gateway::routes())
         .route("/metrics", axum::routing::get(metrics::render))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::BadRequest("method not allowed on this route".into()) })
@@ -93,6 +97,10 @@ async fn load_caches(state: &AppState) -> anyhow::Result<()> {
     for client in state.store.clients().await.context("loading clients")? {
         state.clients.insert(client);
     }
+    for upstream in state.store.upstreams().await.context("loading upstreams")? {
+        state.upstreams.put(upstream);
+    }
+    state.faults.set(state.store.faults().await.context("loading gateway faults")?);
     for stored in state.store.signing_keys().await.context("loading signing keys")? {
         let key = keys::SigningKey::open(&stored, &state.kek().signing)
             .map_err(|e| anyhow::anyhow!("{e} (is TESSERA_MASTER_KEY the key this data was created with?)"))?;
@@ -110,9 +118,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let local_addr = listener.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{local_addr}"));
-    let kek = kek::Kek::new(&master);
-    drop(master);
-    let hasher = bootstrap::hash_key(store.as_ref(), &kek).await?;
+    let (kek, hasher) = bootstrap::open_with_master(store.as_ref(), master, master_key_file.as_deref()).await?;
     let state = AppState::new(store, kek, hasher, master_key_file, public_url, config.key_rotation_period);
     let root_token = bootstrap::first_start(&state, &config).await?;
     load_caches(&state).await?;

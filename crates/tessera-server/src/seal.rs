@@ -39,6 +39,14 @@ impl Sealer {
         Self { key, rng: SystemRandom::new() }
     }
 
+    /// A sealer with an explicit 32-byte key (a secret version's data key).
+    pub fn from_raw(key: &[u8; 32]) -> Self {
+        Self {
+            key: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32-byte AES key")),
+            rng: SystemRandom::new(),
+        }
+    }
+
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce).expect("the system RNG works");

@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use tessera_api::RotateKeys;
+use anyhow::Context;
+use tessera_api::{Rewrap, RotateKeys};
 
 use super::Ctx;
 use crate::cli::KeysCommand;
@@ -39,6 +40,25 @@ pub async fn run(ctx: &Ctx, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             } else {
                 for r in &rotated.rotated {
                     println!("{} {}: now signing with {}", rotated.env, r.alg, r.current);
+                }
+            }
+        }
+        KeysCommand::Rewrap { new_key_file } => {
+            let new_master_key = new_key_file
+                .map(|f| std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display())))
+                .transpose()?
+                .map(|s| s.trim().to_owned());
+            let done = client.rewrap(&Rewrap { new_master_key }).await?;
+            if ctx.json() {
+                output::json(&done)?;
+            } else {
+                println!(
+                    "master key {} → {}: re-sealed {} signing keys and {} secret versions",
+                    done.old_fingerprint, done.new_fingerprint, done.signing_keys, done.secret_versions
+                );
+                match done.key_file {
+                    Some(f) => println!("the new master key is in {f}"),
+                    None => println!("set TESSERA_MASTER_KEY to the new key before the next restart"),
                 }
             }
         }

@@ -2,8 +2,11 @@
 
 mod audit;
 mod client;
+mod drift;
 mod env;
+mod gateway;
 mod keys;
+mod secret;
 mod server;
 mod token;
 
@@ -53,5 +56,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(cmd) => token::run(&ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
         Command::Keys(cmd) => keys::run(&ctx, cmd).await,
+        Command::Secret(cmd) => secret::run(&ctx, cmd).await,
+        Command::Upstream(cmd) => gateway::upstream(&ctx, cmd).await,
+        Command::Gateway(cmd) => gateway::run(&ctx, cmd).await,
+        Command::Drift => drift::run(&ctx).await,
     }
 }

@@ -3,10 +3,13 @@
 pub mod audit;
 pub mod clients;
 pub mod environments;
+pub mod gateway;
 pub mod health;
 pub mod keys;
 pub mod oauth;
+pub mod secrets;
 pub mod tokens;
+pub mod upstreams;
 
 use std::time::Duration;
 

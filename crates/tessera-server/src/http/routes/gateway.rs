@@ -1,0 +1,413 @@
+//! The credential-injecting gateway, `ANY /gw/{upstream}/{*path}`, and its fault rules
+//! (`/v1/gateway/faults`).
+//!
+//! The caller presents a Tessera token with scope `gw:{upstream}`; its environment selects the
+//! upstream. The gateway removes the caller's credential, injects the upstream secret, streams
+//! both bodies, masks the secret if the upstream echoes it, and records the use in a batch.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tessera_api::{AddFault, FaultList, FaultView};
+use tessera_core::audit::actions;
+use tessera_core::id::new_public_id;
+use tessera_core::mask::Masker;
+use tessera_core::upstream::{is_safe_path, Fault, FaultKind, Injection};
+use tessera_core::{format_duration, Access, AuditEvent, InactiveReason, Token};
+use tessera_store::{Change, GatewayUse, WriteUnit};
+
+use super::duration_field;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{ApiJson, ApiQuery, Caller};
+use crate::state::AppState;
+use crate::validate::{validate, Count, Validation};
+use crate::{secrets, tokens};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/gw/{upstream}", any(proxy_root))
+        .route("/gw/{upstream}/{*path}", any(proxy))
+        .route("/v1/gateway/faults", get(list_faults).post(add_fault).delete(clear_faults))
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and others the gateway never forwards.
+const DROPPED: [&str; 11] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "authorization",
+];
+
+fn forwardable(headers: &HeaderMap) -> HeaderMap {
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    let mut out = HeaderMap::new();
+    for (name, value) in headers {
+        let n = name.as_str();
+        if !DROPPED.contains(&n) && !named.iter().any(|x| x == n) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+async fn proxy_root(state: State<AppState>, Path(upstream): Path<String>, req: Request) -> Response {
+    forward(state.0, upstream, String::new(), req).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn proxy(state: State<AppState>, Path((upstream, path)): Path<(String, String)>, req: Request) -> Response {
+    forward(state.0, upstream, path, req).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn bearer_of(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers.get(header::AUTHORIZATION).ok_or(ApiError::MissingCredentials)?;
+    let value =
+        value.to_str().map_err(|_| ApiError::InvalidToken("the Authorization header is not valid text".into()))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(token.trim()),
+        _ => Err(ApiError::InvalidToken("use Authorization: Bearer with a Tessera token".into())),
+    }
+}
+
+/// An injected fault's answer: exactly what a resource server says for an expired token.
+fn injected(status: u16) -> ApiError {
+    match status {
+        401 => ApiError::InvalidToken("token expired (injected by a gateway fault)".into()),
+        403 => ApiError::InsufficientScope {
+            needed: "".into(),
+            detail: "insufficient scope (injected by a gateway fault)".into(),
+        },
+        429 | 500 | 502 | 503 | 504 => ApiError::Unavailable(format!("injected by a gateway fault ({status})")),
+        _ => ApiError::BadRequest(format!("injected by a gateway fault ({status})")),
+    }
+}
+
+/// Applies the fault rules for this request. Returns an error to answer instead of
+/// forwarding, and whether to revoke the token after forwarding.
+async fn apply_faults(state: &AppState, token: &Token, upstream: &str) -> Result<bool, Response> {
+    let mut revoke_after_forward = false;
+    for fault in state.faults.matching(&token.env, upstream, &token.id) {
+        match &fault.kind {
+            FaultKind::Latency { delay } => tokio::time::sleep(*delay).await,
+            FaultKind::FailAfter { n, status } => {
+                if state.faults.count(&fault, &token.id) >= *n {
+                    let mut resp = injected(*status).into_response();
+                    *resp.status_mut() = StatusCode::from_u16(*status).unwrap_or(StatusCode::UNAUTHORIZED);
+                    return Err(resp);
+                }
+            }
+            FaultKind::RevokeAfter { n } => {
+                if state.faults.count(&fault, &token.id) >= *n {
+                    revoke_after_forward = true;
+                }
+            }
+            FaultKind::RotateAfter { after } => {
+                let elapsed = (crate::now() - fault.created_at).to_std().unwrap_or_default();
+                if elapsed >= *after && token.superseded_by.is_none() {
+                    let result =
+                        tokens::rotate(state, &format!("fault:{}", fault.id), token.clone(), Some(Duration::ZERO))
+                            .await;
+                    if let Err(e) = result {
+                        tracing::warn!(fault = %fault.id, error = %e, "rotate_after fault could not rotate");
+                    }
+                    return Err(ApiError::InvalidToken("token is inactive (rotated)".into()).into_response());
+                }
+            }
+        }
+    }
+    Ok(revoke_after_forward)
+}
+
+async fn forward(state: AppState, upstream_name: String, path: String, req: Request) -> Result<Response, Response> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let err = |e: ApiError| e.into_response();
+    let raw = bearer_of(&parts.headers).map_err(err)?;
+    let token = match validate(&state, raw, Count::Use).await.map_err(err)? {
+        Validation::Active(t) => t,
+        Validation::Inactive(InactiveReason::Unknown, _) => {
+            return Err(err(ApiError::InvalidToken("unknown token".into())))
+        }
+        Validation::Inactive(reason, _) => {
+            return Err(err(ApiError::InvalidToken(format!("token is inactive ({reason})"))))
+        }
+    };
+    let scope = format!("gw:{upstream_name}");
+    if !token.scopes.contains(&scope) {
+        return Err(err(ApiError::InsufficientScope {
+            detail: format!("the gateway needs scope {scope}"),
+            needed: scope,
+        }));
+    }
+    let upstream = state.upstreams.get(&token.env, &upstream_name).ok_or_else(|| {
+        err(ApiError::NotFound(format!("no upstream {upstream_name:?} in environment {}", token.env)))
+    })?;
+    let path = format!("/{path}");
+    if !is_safe_path(&path) {
+        return Err(err(ApiError::BadRequest("the path contains '.', '..', '//' or encoded separators".into())));
+    }
+    if !upstream.allows_path(&path) {
+        return Err(err(ApiError::Forbidden(format!(
+            "path {path} is outside the allowed prefixes of upstream {}",
+            upstream.name
+        ))));
+    }
+    if !upstream.allows_method(parts.method.as_str()) {
+        return Err(err(ApiError::Forbidden(format!(
+            "method {} is not allowed for upstream {}",
+            parts.method, upstream.name
+        ))));
+    }
+    if parts.headers.contains_key(header::TRANSFER_ENCODING) && parts.headers.contains_key(header::CONTENT_LENGTH) {
+        return Err(err(ApiError::BadRequest("conflicting Content-Length and Transfer-Encoding".into())));
+    }
+    let revoke_after = apply_faults(&state, &token, &upstream.name).await?;
+    let secret = secrets::value_for_injection(&state, &token.env, &upstream.secret).await.map_err(|e| match e {
+        ApiError::NotFound(_) => err(ApiError::Unavailable(format!(
+            "upstream {} needs secret {:?}, which is not set in environment {}",
+            upstream.name, upstream.secret, token.env
+        ))),
+        other => err(other),
+    })?;
+
+    let mut url = url::Url::parse(&format!("{}{path}", upstream.url))
+        .map_err(|_| err(ApiError::BadRequest("the path does not form a valid URL".into())))?;
+    {
+        // Forward the query without any credential of the caller.
+        let kept: Vec<(String, String)> = url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .filter(|(k, _)| k != "access_token" && !matches!(&upstream.inject, Injection::Query { name } if name == k))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let mut q = url.query_pairs_mut();
+        q.clear();
+        for (k, v) in &kept {
+            q.append_pair(k, v);
+        }
+        if let Injection::Query { name } = &upstream.inject {
+            q.append_pair(name, secret.as_str());
+        }
+    }
+    if url.query() == Some("") {
+        url.set_query(None);
+    }
+    let mut headers = forwardable(&parts.headers);
+    if let Injection::Header { name, template } = &upstream.inject {
+        let value = zeroize::Zeroizing::new(template.replace("{secret}", secret.as_str()));
+        let mut value = HeaderValue::from_str(&value)
+            .map_err(|_| err(ApiError::Internal("the secret does not fit in an HTTP header".into())))?;
+        value.set_sensitive(true);
+        let name =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| err(ApiError::Internal("bad header name".into())))?;
+        headers.insert(name, value);
+    }
+    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap_or(reqwest::Method::GET);
+    let outbound = state
+        .http
+        .request(method, url)
+        .headers(headers)
+        .timeout(upstream.timeout)
+        .body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    let result = outbound.send().await;
+    let latency_us = started.elapsed().as_micros() as u64;
+    let record = |status: u16| GatewayUse {
+        at: crate::now(),
+        env: token.env.clone(),
+        upstream: upstream.name.clone(),
+        token_id: token.id.clone(),
+        run_id: token.run_id.clone(),
+        method: parts.method.to_string(),
+        path: path.clone(),
+        status,
+        latency_us,
+    };
+    let upstream_response = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let answer = if e.is_timeout() {
+                ApiError::GatewayTimeout(format!(
+                    "upstream {} did not answer within {}",
+                    upstream.name,
+                    format_duration(upstream.timeout)
+                ))
+            } else {
+                ApiError::BadGateway(format!("upstream {} is unreachable", upstream.name))
+            };
+            state.gateway_uses.lock().expect("usage lock").push(record(answer.status().as_u16()));
+            return Err(err(answer));
+        }
+    };
+    let status = upstream_response.status();
+    state.gateway_uses.lock().expect("usage lock").push(record(status.as_u16()));
+    if revoke_after {
+        if let Err(e) =
+            tokens::revoke(&state, "gateway-fault", "gateway", vec![token.clone()], Some("revoke_after fault".into()))
+                .await
+        {
+            tracing::warn!(error = %e, "revoke_after fault could not revoke");
+        }
+    }
+    let masker = Masker::with_encodings([secret.as_bytes()]);
+    let mut response = Response::builder().status(status.as_u16());
+    for (name, value) in forwardable(upstream_response.headers()) {
+        let Some(name) = name else { continue };
+        let masked = masker.mask_all(value.as_bytes());
+        if let Ok(v) = HeaderValue::from_bytes(&masked) {
+            response = response.header(name, v);
+        }
+    }
+    let stream = futures_util::stream::unfold(
+        (upstream_response.bytes_stream(), masker, false),
+        |(mut stream, mut masker, done)| async move {
+            if done {
+                return None;
+            }
+            match stream.next().await {
+                Some(Ok(chunk)) => {
+                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(masker.push(&chunk))), (stream, masker, false)))
+                }
+                Some(Err(e)) => Some((Err(std::io::Error::other(e)), (stream, masker, true))),
+                None => Some((Ok(bytes::Bytes::from(masker.finish())), (stream, masker, true))),
+            }
+        },
+    );
+    response.body(Body::from_stream(stream)).map_err(|_| err(ApiError::Internal("building the response failed".into())))
+}
+
+fn fault_view(f: &Fault) -> FaultView {
+    let (kind, detail) = match &f.kind {
+        FaultKind::FailAfter { n, status } => ("fail_after", format!("from request {n} answer {status}")),
+        FaultKind::RevokeAfter { n } => ("revoke_after", format!("revoke after {n} requests")),
+        FaultKind::RotateAfter { after } => ("rotate_after", format!("rotate after {}", format_duration(*after))),
+        FaultKind::Latency { delay } => ("latency", format!("add {}", format_duration(*delay))),
+    };
+    FaultView {
+        id: f.id.clone(),
+        env: f.env.clone(),
+        upstream: f.upstream.clone(),
+        token: f.token_id.clone(),
+        kind: kind.to_owned(),
+        detail,
+        created_at: f.created_at,
+    }
+}
+
+async fn add_fault(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<AddFault>,
+) -> ApiResult<(StatusCode, Json<FaultView>)> {
+    caller.require(&req.env, Access::Write)?;
+    let env = tokens::environment(&state, &req.env).await?;
+    if env.protected {
+        return Err(ApiError::Forbidden(format!(
+            "environment {} is protected: gateway fault injection is refused there",
+            env.name
+        )));
+    }
+    let given =
+        [req.fail_after.is_some(), req.revoke_after.is_some(), req.rotate_after.is_some(), req.latency.is_some()];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(ApiError::Validation("give exactly one of fail_after, revoke_after, rotate_after, latency".into()));
+    }
+    if req.status.is_some() && req.fail_after.is_none() {
+        return Err(ApiError::Validation("status goes with fail_after".into()));
+    }
+    let kind = if let Some(n) = req.fail_after {
+        let status = req.status.unwrap_or(401);
+        if !(400..=599).contains(&status) {
+            return Err(ApiError::Validation("status must be a 4xx or 5xx code".into()));
+        }
+        FaultKind::FailAfter { n: n.max(1), status }
+    } else if let Some(n) = req.revoke_after {
+        FaultKind::RevokeAfter { n: n.max(1) }
+    } else if let Some(after) = duration_field("rotate_after", req.rotate_after.as_deref())? {
+        FaultKind::RotateAfter { after }
+    } else {
+        let delay = duration_field("latency", req.latency.as_deref())?.unwrap_or_default();
+        if delay > Duration::from_secs(300) {
+            return Err(ApiError::Validation("latency must be at most 5m".into()));
+        }
+        FaultKind::Latency { delay }
+    };
+    let fault = Fault {
+        id: new_public_id("flt"),
+        env: env.name.clone(),
+        upstream: req.upstream.clone(),
+        token_id: req.token.clone(),
+        kind,
+        created_at: crate::now(),
+        created_by: caller.token_id.clone(),
+    };
+    let view = fault_view(&fault);
+    let mut event = AuditEvent::new(actions::FAULT_ADD, &caller.token_id)
+        .env(&fault.env)
+        .target(&fault.id)
+        .detail("upstream", fault.upstream.clone())
+        .detail("kind", view.kind.clone())
+        .detail("rule", view.detail.clone());
+    if let Some(t) = &fault.token_id {
+        event = event.detail("token", t.clone());
+    }
+    state.store.commit(WriteUnit::new(Change::AddFault(fault.clone()), event)).await?;
+    state.faults.add(fault);
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn list_faults(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<FaultList>> {
+    let faults =
+        state.faults.all().iter().filter(|f| caller.can(&f.env, Access::Read)).map(|f| fault_view(f)).collect();
+    Ok(Json(FaultList { faults }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClearQuery {
+    env: Option<String>,
+    upstream: Option<String>,
+}
+
+async fn clear_faults(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ClearQuery>,
+) -> ApiResult<Json<FaultList>> {
+    match &q.env {
+        Some(env) => caller.require(env, Access::Write)?,
+        None => caller.require_admin("clearing faults of every environment")?,
+    }
+    let (cleared, kept): (Vec<_>, Vec<_>) = state.faults.all().into_iter().partition(|f| {
+        q.env.as_ref().is_none_or(|e| &f.env == e) && q.upstream.as_ref().is_none_or(|u| &f.upstream == u)
+    });
+    let mut event = AuditEvent::new(actions::FAULT_CLEAR, &caller.token_id).detail("count", cleared.len().to_string());
+    if let Some(env) = &q.env {
+        event = event.env(env);
+    }
+    if let Some(u) = &q.upstream {
+        event = event.detail("upstream", u.clone());
+    }
+    state
+        .store
+        .commit(WriteUnit::new(Change::ClearFaults { env: q.env.clone(), upstream: q.upstream.clone() }, event))
+        .await?;
+    state.faults.set(kept.iter().map(|f| (**f).clone()).collect());
+    Ok(Json(FaultList { faults: cleared.iter().map(|f| fault_view(f)).collect() }))
+}
