@@ -29,12 +29,14 @@ pub const DEFAULT_OVERLAP: Duration = Duration::from_secs(3_600);
 /// Timeout of a rotation hook when none is configured.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Configuration changes that come with a new value (all optional).
+/// What comes with a new value (all optional): configuration changes and the expiry.
 #[derive(Debug, Clone, Default)]
-pub struct ConfigUpdate {
+pub struct PutOptions {
     pub hook: Option<RotationHook>,
     pub rotation_period: Option<Duration>,
     pub overlap: Option<Duration>,
+    /// The value expires this long after it is stored.
+    pub expires_in: Option<Duration>,
 }
 
 fn aad(env: &str, name: &str, version: u32) -> Vec<u8> {
@@ -75,8 +77,7 @@ pub async fn put(
     env: &str,
     name: &str,
     value: Zeroizing<String>,
-    update: ConfigUpdate,
-    expires_in: Option<Duration>,
+    update: PutOptions,
 ) -> ApiResult<SecretVersion> {
     check_name(name)?;
     check_value(&value)?;
@@ -100,7 +101,7 @@ pub async fn put(
         fingerprint: state.hasher.fingerprint(value.as_bytes()),
         created_at: now,
         created_by: actor.to_owned(),
-        expires_at: expires_in.map(|d| now + TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)),
+        expires_at: update.expires_in.map(|d| now + TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)),
         state: "current".into(),
         valid_until: None,
     };
@@ -190,7 +191,7 @@ pub async fn rotate(state: &AppState, actor: &str, env: &str, name: &str) -> Api
     })?;
     let (_, old) = current(state, env, name).await?;
     match run_hook(&hook, &old).await {
-        Ok(new) => put(state, actor, actions::SECRET_ROTATE, env, name, new, ConfigUpdate::default(), None).await,
+        Ok(new) => put(state, actor, actions::SECRET_ROTATE, env, name, new, PutOptions::default()).await,
         Err(reason) => {
             let event = AuditEvent::new(actions::SECRET_ROTATE_FAILED, actor)
                 .env(env)

@@ -3,7 +3,9 @@
 
 mod admin_api;
 mod auth;
+mod gateway;
 mod harness;
 mod interop;
 mod oauth;
+mod secrets;
 mod tokens;

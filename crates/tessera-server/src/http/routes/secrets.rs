@@ -26,7 +26,7 @@ use zeroize::Zeroizing;
 use super::duration_field;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiQuery, Caller};
-use crate::secrets::{self, ConfigUpdate};
+use crate::secrets::{self, PutOptions};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -92,14 +92,13 @@ async fn put(
         }),
         None => None,
     };
-    let update = ConfigUpdate {
+    let update = PutOptions {
         hook,
         rotation_period: duration_field("rotation_period", req.rotation_period.as_deref())?,
         overlap: duration_field("overlap", req.overlap.as_deref())?,
+        expires_in: duration_field("expires_in", req.expires_in.as_deref())?,
     };
-    let expires_in = duration_field("expires_in", req.expires_in.as_deref())?;
-    let meta =
-        secrets::put(&state, &caller.token_id, actions::SECRET_SET, &env, &name, value, update, expires_in).await?;
+    let meta = secrets::put(&state, &caller.token_id, actions::SECRET_SET, &env, &name, value, update).await?;
     Ok((StatusCode::CREATED, Json(version_view(&meta, crate::now()))))
 }
 
