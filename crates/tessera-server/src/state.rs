@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tessera_core::upstream::{Fault, Upstream};
-use tessera_core::{Client, SecretHasher};
+use tessera_core::{Client, Environment, SecretHasher};
 use tessera_store::{GatewayUse, Store};
 use zeroize::Zeroizing;
 
@@ -38,6 +38,7 @@ pub struct Inner {
     /// Outbound HTTP client of the gateway (connection pool shared by all upstreams).
     pub http: reqwest::Client,
     pub clients: ClientCache,
+    pub environments: EnvCache,
     pub keyring: Keyring,
     /// Serialises key generation and rotation.
     pub key_lock: tokio::sync::Mutex<()>,
@@ -75,6 +76,7 @@ impl AppState {
             gateway_uses: std::sync::Mutex::new(Vec::new()),
             http,
             clients: ClientCache::default(),
+            environments: EnvCache::default(),
             keyring: Keyring::default(),
             key_lock: tokio::sync::Mutex::new(()),
             metrics: Metrics::new(),
@@ -208,5 +210,21 @@ impl FaultState {
         let n = c.entry((fault.id.clone(), token_id.to_owned())).or_insert(0);
         *n += 1;
         *n
+    }
+}
+
+/// Environments by name (they change rarely and are read on every mint).
+#[derive(Debug, Default)]
+pub struct EnvCache {
+    envs: RwLock<HashMap<String, Arc<Environment>>>,
+}
+
+impl EnvCache {
+    pub fn insert(&self, env: Environment) {
+        self.envs.write().expect("env cache lock").insert(env.name.clone(), Arc::new(env));
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Environment>> {
+        self.envs.read().expect("env cache lock").get(name).cloned()
     }
 }

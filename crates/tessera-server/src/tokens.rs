@@ -59,8 +59,28 @@ pub struct Draft {
     pub alg: Alg,
 }
 
+/// An environment, from the cache or the store (then cached).
 pub async fn environment(state: &AppState, name: &str) -> ApiResult<Environment> {
-    state.store.environment(name).await?.ok_or_else(|| ApiError::NotFound(format!("environment {name:?} not found")))
+    if let Some(env) = state.environments.get(name) {
+        return Ok((*env).clone());
+    }
+    let env = state
+        .store
+        .environment(name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("environment {name:?} not found")))?;
+    state.environments.insert(env.clone());
+    Ok(env)
+}
+
+/// A client, from the cache or the store (then cached).
+pub async fn client(state: &AppState, id: &str) -> ApiResult<std::sync::Arc<tessera_core::Client>> {
+    if let Some(c) = state.clients.get(id) {
+        return Ok(c);
+    }
+    let c = state.store.client(id).await?.ok_or_else(|| ApiError::NotFound(format!("client {id:?} not found")))?;
+    state.clients.insert(c);
+    state.clients.get(id).ok_or_else(|| ApiError::NotFound(format!("client {id:?} not found")))
 }
 
 fn to_delta(d: Duration) -> TimeDelta {
@@ -71,11 +91,7 @@ fn to_delta(d: Duration) -> TimeDelta {
 /// builds the token record. Commits nothing.
 pub async fn prepare(state: &AppState, req: MintRequest, now: DateTime<Utc>) -> ApiResult<Draft> {
     let env = environment(state, &req.env).await?;
-    let client = state
-        .store
-        .client(&req.client_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("client {:?} not found", req.client_id)))?;
+    let client = client(state, &req.client_id).await?;
     if client.disabled {
         return Err(ApiError::Validation(format!("client {} is disabled", client.id)));
     }

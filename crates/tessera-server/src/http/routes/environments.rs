@@ -54,6 +54,7 @@ async fn create(
         event = event.detail("max_uses", n.to_string());
     }
     state.store.commit(WriteUnit::new(Change::CreateEnvironment(env.clone()), event)).await?;
+    state.environments.insert(env.clone());
     // The issuer's default keys (current and pre-published next), so its JWKS is ready before
     // the first JWT is minted.
     keys::ensure(&state, &caller.token_id, &env.name, Alg::EdDSA).await?;

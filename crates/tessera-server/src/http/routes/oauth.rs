@@ -159,15 +159,10 @@ fn client_credentials(headers: &HeaderMap, p: &HashMap<String, String>) -> OAuth
 
 /// Authenticates a client by id and secret: constant-time comparison of keyed hashes.
 async fn authenticate_client(state: &AppState, id: &str, secret: &str) -> OAuthResult<Arc<Client>> {
-    let client = match state.clients.get(id) {
-        Some(c) => c,
-        None => match state.store.client(id).await.map_err(ApiError::from)? {
-            Some(c) => {
-                state.clients.insert(c);
-                state.clients.get(id).ok_or_else(|| OAuthError::invalid_client("client authentication failed"))?
-            }
-            None => return Err(OAuthError::invalid_client("client authentication failed")),
-        },
+    let client = match tokens::client(state, id).await {
+        Ok(c) => c,
+        Err(ApiError::NotFound(_)) => return Err(OAuthError::invalid_client("client authentication failed")),
+        Err(e) => return Err(e.into()),
     };
     if ClientSecret::parse(secret).is_err() || !state.hasher.hash(secret).ct_eq(&client.secret_hash) {
         return Err(OAuthError::invalid_client("client authentication failed"));
@@ -197,7 +192,7 @@ async fn token(
         ));
     }
     let client = authenticate_client(&state, &id, &secret).await?;
-    if state.store.environment(&env).await.map_err(ApiError::from)?.is_none() {
+    if let Err(ApiError::NotFound(_)) = tokens::environment(&state, &env).await {
         return Err(OAuthError::new(
             StatusCode::NOT_FOUND,
             "invalid_request",
