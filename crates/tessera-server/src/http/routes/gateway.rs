@@ -71,11 +71,11 @@ fn forwardable(headers: &HeaderMap) -> HeaderMap {
 }
 
 async fn proxy_root(state: State<AppState>, Path(upstream): Path<String>, req: Request) -> Response {
-    forward(state.0, upstream, String::new(), req).await.unwrap_or_else(IntoResponse::into_response)
+    forward(state.0, upstream, req).await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn proxy(state: State<AppState>, Path((upstream, path)): Path<(String, String)>, req: Request) -> Response {
-    forward(state.0, upstream, path, req).await.unwrap_or_else(IntoResponse::into_response)
+async fn proxy(state: State<AppState>, Path((upstream, _)): Path<(String, String)>, req: Request) -> Response {
+    forward(state.0, upstream, req).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 fn bearer_of(headers: &HeaderMap) -> Result<&str, ApiError> {
@@ -137,7 +137,7 @@ async fn apply_faults(state: &AppState, token: &Token, upstream: &str) -> Result
     Ok(revoke_after_forward)
 }
 
-async fn forward(state: AppState, upstream_name: String, path: String, req: Request) -> Result<Response, Response> {
+async fn forward(state: AppState, upstream_name: String, req: Request) -> Result<Response, Response> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let err = |e: ApiError| e.into_response();
@@ -161,7 +161,13 @@ async fn forward(state: AppState, upstream_name: String, path: String, req: Requ
     let upstream = state.upstreams.get(&token.env, &upstream_name).ok_or_else(|| {
         err(ApiError::NotFound(format!("no upstream {upstream_name:?} in environment {}", token.env)))
     })?;
-    let path = format!("/{path}");
+    // The raw (still percent-encoded) path is what is checked and forwarded, so an encoded
+    // `..` or `/` cannot slip past the allow-list by being decoded later.
+    let path = match parts.uri.path().strip_prefix(&format!("/gw/{upstream_name}")) {
+        Some("") => "/".to_owned(),
+        Some(p) if p.starts_with('/') => p.to_owned(),
+        _ => return Err(err(ApiError::BadRequest("malformed gateway path".into()))),
+    };
     if !is_safe_path(&path) {
         return Err(err(ApiError::BadRequest("the path contains '.', '..', '//' or encoded separators".into())));
     }
