@@ -8,12 +8,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "tessera", version, about = "API-token lifecycle management and token-aware API testing")]
 pub struct Cli {
-    /// Tessera server URL.
-    #[arg(long, global = true, env = "TESSERA_URL", default_value = "http://127.0.0.1:7340")]
-    pub url: String,
+    /// Tessera server URL. (Not `--url`/`--token`: commands such as `upstream create` and
+    /// `authtest` have their own flags of those names.)
+    #[arg(long = "tessera-url", global = true, env = "TESSERA_URL", default_value = "http://127.0.0.1:7340")]
+    pub tessera_url: String,
     /// Credential for the server API (default: DATA_DIR/root-token when that file exists).
-    #[arg(long, global = true, env = "TESSERA_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[arg(long = "tessera-token", global = true, env = "TESSERA_TOKEN", hide_env_values = true)]
+    pub tessera_token: Option<String>,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,

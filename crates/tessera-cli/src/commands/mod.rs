@@ -48,7 +48,7 @@ fn local_root_token() -> Option<String> {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let ctx = Ctx { output: cli.output, url: cli.url, token: cli.token };
+    let ctx = Ctx { output: cli.output, url: cli.tessera_url, token: cli.tessera_token };
     match cli.command {
         Command::Server(args) => server::run(args).await.context("tessera server"),
         Command::Env(cmd) => env::run(&ctx, cmd).await,

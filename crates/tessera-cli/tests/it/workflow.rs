@@ -214,3 +214,102 @@ fn inspect_keys_and_client_commands() {
     s.ok(&["token", "create", "--env", "staging", "--client", "svc"]);
     assert_fails(&s.cli(&["keys", "rotate", "--env", "nowhere"]), 2, "not found");
 }
+
+/// Runs `tessera ARGS…` with `input` on stdin.
+fn with_stdin(s: &Server, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(BIN)
+        .args(args)
+        .env("TESSERA_URL", &s.url)
+        .env("TESSERA_TOKEN", &s.root)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn vault_upstream_faults_drift_and_rewrap_commands() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    s.ok(&["env", "create", "staging"]);
+    s.ok(&["env", "create", "prod", "--protected"]);
+    let hook = dir.path().join("hook.sh");
+    std::fs::write(&hook, "#!/bin/sh\ncat >/dev/null\necho sk_test_rotated_value_2\n").unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hook = hook.display().to_string();
+
+    let out = with_stdin(
+        &s,
+        &["secret", "set", "staging", "payments-key", "--hook", &hook, "--rotation-period", "30d"],
+        "sk_test_first_value_1\n",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("version 1 stored") && !stdout.contains("sk_test"), "{stdout}");
+    assert_eq!(
+        s.ok(&["secret", "reveal", "staging", "payments-key"]),
+        "sk_test_first_value_1\n",
+        "the trailing newline is not part of the value"
+    );
+    s.ok(&["secret", "rotate", "staging", "payments-key"]);
+    assert_eq!(s.ok(&["secret", "reveal", "staging", "payments-key"]).trim(), "sk_test_rotated_value_2");
+    let versions = s.json(&["secret", "versions", "staging", "payments-key"]);
+    assert_eq!(versions.as_array().unwrap().len(), 2);
+    let list = s.ok(&["secret", "list"]);
+    assert!(list.contains("payments-key") && !list.contains("sk_test"), "{list}");
+    assert_fails(&with_stdin(&s, &["secret", "set", "staging", "empty"], ""), 2, "no value");
+    let file = dir.path().join("value.txt");
+    std::fs::write(&file, "same-value-in-prod-and-staging").unwrap();
+    for env in ["staging", "prod"] {
+        s.ok(&["secret", "set", env, "shared", "--from-file", &file.display().to_string()]);
+    }
+
+    s.ok(&[
+        "upstream",
+        "create",
+        "payments",
+        "--env",
+        "staging",
+        "--url",
+        "http://127.0.0.1:9",
+        "--secret",
+        "payments-key",
+        "--allow-path",
+        "/v1/",
+    ]);
+    let shown = s.json(&["upstream", "show", "payments", "--env", "staging"]);
+    assert_eq!(shown["inject"], "header:Authorization=Bearer {secret}");
+    assert!(shown["gateway_url"].as_str().unwrap().ends_with("/gw/payments"));
+    assert!(s.ok(&["upstream", "list"]).contains("payments"));
+    assert_fails(
+        &s.cli(&["upstream", "create", "bad", "--env", "staging", "--url", "ftp://x", "--secret", "k"]),
+        2,
+        "http:// or https://",
+    );
+
+    let added = s.ok(&["gateway", "faults", "add", "--env", "staging", "--upstream", "payments", "--fail-after", "3"]);
+    assert!(added.contains("fail_after"), "{added}");
+    assert_eq!(s.json(&["gateway", "faults", "list"]).as_array().unwrap().len(), 1);
+    assert_fails(
+        &s.cli(&["gateway", "faults", "add", "--env", "prod", "--upstream", "x", "--latency", "1s"]),
+        2,
+        "protected",
+    );
+    assert!(s.ok(&["gateway", "faults", "clear", "--env", "staging"]).contains("cleared 1"));
+
+    let out = s.cli(&["drift"]);
+    assert_eq!(out.status.code(), Some(1), "shared value across protection and missing keys are problems");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("SAME VALUE") && text.contains("MISSING"), "{text}");
+    let report = s.json_status(&["drift"]);
+    assert!(report["problems"].as_u64().unwrap() >= 2);
+
+    let rewrapped = s.ok(&["keys", "rewrap"]);
+    assert!(rewrapped.contains("re-sealed"), "{rewrapped}");
+    assert_eq!(s.ok(&["secret", "reveal", "staging", "payments-key"]).trim(), "sk_test_rotated_value_2");
+}
