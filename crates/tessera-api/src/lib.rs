@@ -603,3 +603,121 @@ pub struct DriftReport {
     /// Number of problems: missing, shared across protection, due or expired.
     pub problems: usize,
 }
+
+/// One token need of a run: the environment variable it is injected as, and how to mint it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunNeed {
+    /// Environment variable name, e.g. `ORDERS_API_TOKEN`.
+    pub name: String,
+    pub client: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// `opaque` or `jwt` (default: the client's format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Default: sized from the forecast of past runs with the same label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+}
+
+/// `POST /v1/runs`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRun {
+    pub env: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub needs: Vec<RunNeed>,
+    /// Reap the run (revoke its tokens) when no heartbeat came for this long (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunView {
+    pub id: String,
+    pub env: String,
+    pub label: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_s: f64,
+    pub exit_code: Option<i32>,
+    /// `running`, `finished` or `reaped`.
+    pub status: String,
+    pub tokens_minted: u32,
+    pub tokens_revoked: u32,
+}
+
+/// A token minted for a run: shown once, to the runner.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct RunToken {
+    /// The need (environment variable) it serves.
+    pub name: String,
+    pub token: String,
+    pub id: String,
+    pub format: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for RunToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunToken").field("name", &self.name).field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StartedRun {
+    pub run: RunView,
+    pub tokens: Vec<RunToken>,
+    /// Send a heartbeat at least this often.
+    pub heartbeat_interval_s: u64,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// Answer to `POST /v1/runs/{id}/heartbeat`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatAnswer {
+    pub run: RunView,
+    /// Opaque tokens whose expiry was extended (same token, new expiry).
+    pub renewed: Vec<String>,
+    /// JWTs cannot be extended: fresh ones for the needs whose JWT nears expiry.
+    pub refreshed: Vec<RunToken>,
+}
+
+/// `POST /v1/runs/{id}/finish`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinishRun {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinishedRun {
+    pub run: RunView,
+    /// Tokens this call revoked.
+    pub revoked: u32,
+    /// Tokens that were already inactive (expired or revoked): cleaned up too.
+    pub already_inactive: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunList {
+    pub runs: Vec<RunView>,
+}
+
+/// `GET /v1/runs/forecast?env=&label=`: how long runs with this label take.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Forecast {
+    pub env: String,
+    pub label: Option<String>,
+    pub samples: usize,
+    pub p50_s: Option<u64>,
+    pub p95_s: Option<u64>,
+}

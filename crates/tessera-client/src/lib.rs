@@ -355,6 +355,40 @@ impl Client {
         self.post(&["v1", "keys", "rewrap"], req).await
     }
 
+    /// Registers a run and mints its tokens.
+    pub async fn start_run(&self, req: &StartRun) -> Result<StartedRun> {
+        self.post(&["v1", "runs"], req).await
+    }
+
+    pub async fn heartbeat(&self, run_id: &str) -> Result<HeartbeatAnswer> {
+        self.post(&["v1", "runs", run_id, "heartbeat"], &serde_json::json!({})).await
+    }
+
+    /// Ends a run: its tokens are revoked.
+    pub async fn finish_run(&self, run_id: &str, req: &FinishRun) -> Result<FinishedRun> {
+        self.post(&["v1", "runs", run_id, "finish"], req).await
+    }
+
+    pub async fn runs(&self, env: Option<&str>, label: Option<&str>) -> Result<Vec<RunView>> {
+        let mut query = Vec::new();
+        if let Some(e) = env {
+            query.push(("env", e));
+        }
+        if let Some(l) = label {
+            query.push(("label", l));
+        }
+        let req = self.request(Method::GET, &["v1", "runs"]).query(&query);
+        Ok(self.send::<RunList>(req).await?.runs)
+    }
+
+    pub async fn forecast(&self, env: &str, label: Option<&str>) -> Result<Forecast> {
+        let mut query = vec![("env", env)];
+        if let Some(l) = label {
+            query.push(("label", l));
+        }
+        self.send(self.request(Method::GET, &["v1", "runs", "forecast"]).query(&query)).await
+    }
+
     pub async fn verify_audit(&self) -> Result<AuditVerification> {
         self.get(&["v1", "audit", "verify"]).await
     }

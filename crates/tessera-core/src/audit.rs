@@ -37,6 +37,9 @@ pub mod actions {
     pub const UPSTREAM_PUT: &str = "upstream.put";
     pub const FAULT_ADD: &str = "gateway.fault_add";
     pub const FAULT_CLEAR: &str = "gateway.fault_clear";
+    pub const RUN_START: &str = "run.start";
+    pub const RUN_FINISH: &str = "run.finish";
+    pub const RUN_REAP: &str = "run.reap";
 }
 
 /// What happened, by whom, to what. Never holds a secret: tokens appear by public id only.

@@ -21,7 +21,7 @@ pub use audit::{AuditEntry, AuditEvent, ChainBreak, ChainHead, ChainVerifier};
 pub use crypto::{MasterKey, SecretHasher, TokenHash};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use lifecycle::{InactiveReason, TokenLife};
-pub use model::{Client, Environment, NewToken, Token, TokenFormat};
+pub use model::{Client, Environment, NewToken, Run, Token, TokenFormat};
 pub use policy::{EnvPolicy, PolicyError, TtlDecision};
 pub use scope::{Access, Scope, ScopeError, ScopeSet};
 pub use token::{ClientSecret, IssuedToken, TokenFormatError, TokenSecret};

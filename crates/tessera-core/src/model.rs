@@ -141,3 +141,55 @@ pub struct NewToken {
     pub token: Token,
     pub hash: TokenHash,
 }
+
+/// One pipeline run (`tessera run`): its tokens are bound to it and revoked when it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// Public id (`run_…`).
+    pub id: String,
+    pub env: String,
+    pub label: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+    /// A run whose heartbeat is older than this is reaped: its tokens are revoked.
+    pub heartbeat_timeout: Duration,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    /// `running`, `finished` or `reaped`.
+    pub status: String,
+    pub tokens_minted: u32,
+    pub tokens_revoked: u32,
+    pub created_by: String,
+}
+
+impl Run {
+    /// Wall-clock duration (so far, when still running).
+    pub fn duration(&self, now: DateTime<Utc>) -> Duration {
+        (self.finished_at.unwrap_or(now) - self.started_at).to_std().unwrap_or_default()
+    }
+}
+
+/// The p-th percentile (0-100) of durations, nearest-rank; `None` when empty.
+pub fn percentile(durations: &mut [Duration], p: u32) -> Option<Duration> {
+    if durations.is_empty() {
+        return None;
+    }
+    durations.sort();
+    let rank = ((p.min(100) as f64 / 100.0) * durations.len() as f64).ceil().max(1.0) as usize;
+    Some(durations[rank.min(durations.len()) - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let mut d: Vec<Duration> = (1..=20).map(Duration::from_secs).collect();
+        assert_eq!(percentile(&mut d, 95), Some(Duration::from_secs(19)));
+        assert_eq!(percentile(&mut d, 50), Some(Duration::from_secs(10)));
+        assert_eq!(percentile(&mut d, 100), Some(Duration::from_secs(20)));
+        assert_eq!(percentile(&mut [Duration::from_secs(7)], 95), Some(Duration::from_secs(7)));
+        assert_eq!(percentile(&mut [], 95), None);
+    }
+}

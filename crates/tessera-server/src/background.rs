@@ -21,6 +21,11 @@ pub fn spawn(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) 
             flush_usage(&state).await;
             flush_gateway_uses(&state).await;
             rounds += 1;
+            if rounds.is_multiple_of(5) {
+                if let Err(e) = crate::runs::reap(&state).await {
+                    tracing::warn!(error = %e, "reaping silent runs failed");
+                }
+            }
             if rounds.is_multiple_of(60) {
                 state.index.prune(crate::now());
                 rotate_due_keys(&state).await;

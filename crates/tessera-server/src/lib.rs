@@ -12,6 +12,7 @@ pub mod jwt;
 pub mod kek;
 pub mod keys;
 pub mod metrics;
+pub mod runs;
 pub mod seal;
 pub mod secrets;
 pub mod state;
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::secrets::routes())
         .merge(routes::upstreams::routes())
         .merge(routes::gateway::routes())
+        .merge(routes::runs::routes())
         .route("/metrics", axum::routing::get(metrics::render))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::BadRequest("method not allowed on this route".into()) })

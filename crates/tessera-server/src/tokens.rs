@@ -276,6 +276,11 @@ fn index_new(state: &AppState, new: NewToken) {
     state.index.upsert(hash, new.token);
 }
 
+/// The stored record with the live usage counters of the index, when indexed.
+pub fn live(state: &AppState, t: Token) -> Token {
+    state.index.get(&t.id).map(|e| e.snapshot()).unwrap_or(t)
+}
+
 /// The current record of a token: from the index (with live usage) or the store.
 pub async fn load(state: &AppState, id: &str) -> ApiResult<Token> {
     if let Some(entry) = state.index.get(id) {

@@ -17,7 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use tessera_core::audit::ChainHead;
 use tessera_core::{
-    AuditEntry, AuditEvent, Client, EnvPolicy, Environment, NewToken, ScopeSet, Token, TokenFormat, TokenHash,
+    AuditEntry, AuditEvent, Client, EnvPolicy, Environment, NewToken, Run, ScopeSet, Token, TokenFormat, TokenHash,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -517,6 +517,61 @@ async fn apply_change(conn: &mut SqliteConnection, change: &Change, outcome: &mu
                 .execute(&mut *conn)
                 .await?;
         }
+        Change::CreateRun(r) => {
+            sqlx::query(
+                "INSERT INTO runs (id, env, label, started_at, heartbeat_at, heartbeat_timeout_s, finished_at, \
+                 exit_code, status, tokens_minted, tokens_revoked, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&r.id)
+            .bind(&r.env)
+            .bind(&r.label)
+            .bind(micros(r.started_at))
+            .bind(micros(r.heartbeat_at))
+            .bind(r.heartbeat_timeout.as_secs() as i64)
+            .bind(r.finished_at.map(micros))
+            .bind(r.exit_code)
+            .bind(&r.status)
+            .bind(i64::from(r.tokens_minted))
+            .bind(i64::from(r.tokens_revoked))
+            .bind(&r.created_by)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| unique_violation(e, "run", &r.id))?;
+        }
+        Change::RunHeartbeat { id, at } => {
+            let done =
+                sqlx::query("UPDATE runs SET heartbeat_at = MAX(heartbeat_at, ?) WHERE id = ? AND status = 'running'")
+                    .bind(micros(*at))
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict(format!("run {id} is not running")));
+            }
+        }
+        Change::EndRun { id, at, exit_code, status, tokens_revoked } => {
+            let done = sqlx::query(
+                "UPDATE runs SET finished_at = ?, exit_code = ?, status = ?, tokens_revoked = ? \
+                 WHERE id = ? AND status = 'running'",
+            )
+            .bind(micros(*at))
+            .bind(exit_code)
+            .bind(status)
+            .bind(i64::from(*tokens_revoked))
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict(format!("run {id} already ended")));
+            }
+        }
+        Change::AddRunTokens { id, count } => {
+            sqlx::query("UPDATE runs SET tokens_minted = tokens_minted + ? WHERE id = ?")
+                .bind(i64::from(*count))
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+        }
         Change::RecordGatewayUse(rows) => {
             for u in rows {
                 sqlx::query(
@@ -640,6 +695,23 @@ fn fault_from_row(row: &SqliteRow) -> Result<Fault> {
         token_id: row.try_get("token_id")?,
         kind,
         created_at: from_micros(row.try_get("created_at")?)?,
+        created_by: row.try_get("created_by")?,
+    })
+}
+
+fn run_from_row(row: &SqliteRow) -> Result<Run> {
+    Ok(Run {
+        id: row.try_get("id")?,
+        env: row.try_get("env")?,
+        label: row.try_get("label")?,
+        started_at: from_micros(row.try_get("started_at")?)?,
+        heartbeat_at: from_micros(row.try_get("heartbeat_at")?)?,
+        heartbeat_timeout: Duration::from_secs(row.try_get::<i64, _>("heartbeat_timeout_s")?.max(1) as u64),
+        finished_at: opt_micros(row.try_get("finished_at")?)?,
+        exit_code: row.try_get("exit_code")?,
+        status: row.try_get("status")?,
+        tokens_minted: row.try_get::<i64, _>("tokens_minted")?.clamp(0, i64::from(u32::MAX)) as u32,
+        tokens_revoked: row.try_get::<i64, _>("tokens_revoked")?.clamp(0, i64::from(u32::MAX)) as u32,
         created_by: row.try_get("created_by")?,
     })
 }
@@ -1009,6 +1081,34 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn run(&self, id: &str) -> Result<Option<Run>> {
+        let row = sqlx::query("SELECT * FROM runs WHERE id = ?").bind(id).fetch_optional(&self.read).await?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn runs(&self, env: Option<&str>, label: Option<&str>, limit: u32) -> Result<Vec<Run>> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE (?1 IS NULL OR env = ?1) AND (?2 IS NULL OR label = ?2) \
+             ORDER BY started_at DESC LIMIT ?3",
+        )
+        .bind(env)
+        .bind(label)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn stale_runs(&self, now: DateTime<Utc>) -> Result<Vec<Run>> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE status = 'running' AND heartbeat_at + heartbeat_timeout_s * 1000000 < ?",
+        )
+        .bind(micros(now))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(run_from_row).collect()
     }
 
     async fn ping(&self) -> Result<()> {

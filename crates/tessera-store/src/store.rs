@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tessera_core::audit::ChainHead;
 use tessera_core::upstream::{Fault, SecretConfig, SecretVersion, Upstream};
-use tessera_core::{AuditEntry, AuditEvent, Client, Environment, NewToken, Token, TokenHash};
+use tessera_core::{AuditEntry, AuditEvent, Client, Environment, NewToken, Run, Token, TokenHash};
 
 /// A secret version as stored: metadata, the sealed data key and the sealed value.
 #[derive(Clone, PartialEq, Eq)]
@@ -160,6 +160,25 @@ pub enum Change {
     },
     /// Append gateway usage rows (no audit: they are not changes of state).
     RecordGatewayUse(Vec<GatewayUse>),
+    CreateRun(Run),
+    /// Record a heartbeat of a running run.
+    RunHeartbeat {
+        id: String,
+        at: DateTime<Utc>,
+    },
+    /// End a run (`finished` or `reaped`). Fails when it already ended.
+    EndRun {
+        id: String,
+        at: DateTime<Utc>,
+        exit_code: Option<i32>,
+        status: String,
+        tokens_revoked: u32,
+    },
+    /// Count tokens minted for a run after it started (JWT refreshes).
+    AddRunTokens {
+        id: String,
+        count: u32,
+    },
 }
 
 /// Changes and the audit events describing them: committed together or not at all.
@@ -243,6 +262,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn faults(&self) -> Result<Vec<Fault>>;
     /// The most recent gateway uses, newest first.
     async fn gateway_uses(&self, run_id: Option<&str>, limit: u32) -> Result<Vec<GatewayUse>>;
+    async fn run(&self, id: &str) -> Result<Option<Run>>;
+    /// Runs, newest first, filtered by environment and label.
+    async fn runs(&self, env: Option<&str>, label: Option<&str>, limit: u32) -> Result<Vec<Run>>;
+    /// Running runs whose last heartbeat is older than their timeout at `now`.
+    async fn stale_runs(&self, now: DateTime<Utc>) -> Result<Vec<Run>>;
     /// Cheap liveness check of the database.
     async fn ping(&self) -> Result<()>;
 }

@@ -7,6 +7,7 @@ pub mod gateway;
 pub mod health;
 pub mod keys;
 pub mod oauth;
+pub mod runs;
 pub mod secrets;
 pub mod tokens;
 pub mod upstreams;

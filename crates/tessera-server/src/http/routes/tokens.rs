@@ -174,7 +174,7 @@ async fn list(
         .await?
         .into_iter()
         .filter(|t| caller.can(&t.env, Access::Read))
-        .map(|t| live(&state, t))
+        .map(|t| tokens::live(&state, t))
         .filter(|t| label.as_ref().is_none_or(|(k, v)| t.labels.get(k) == Some(v)))
         .filter(|t| match wanted_state {
             "active" => t.check(now).is_ok(),
@@ -185,11 +185,6 @@ async fn list(
         .map(|t| views::token(&t, now))
         .collect();
     Ok(Json(TokenList { tokens }))
-}
-
-/// The stored record with the live usage counters of the index, when indexed.
-fn live(state: &AppState, t: Token) -> Token {
-    state.index.get(&t.id).map(|e| e.snapshot()).unwrap_or(t)
 }
 
 async fn token_for(state: &AppState, caller: &Caller, id: &str, access: Access) -> ApiResult<Token> {
