@@ -721,3 +721,15 @@ pub struct Forecast {
     pub p50_s: Option<u64>,
     pub p95_s: Option<u64>,
 }
+
+/// Answer to `PUT /v1/environments/{name}` and `PUT /v1/clients/{id}` (create or replace).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Upserted<T> {
+    pub item: T,
+    pub created: bool,
+    /// False when the stored object already matched (nothing written, nothing audited).
+    pub changed: bool,
+    /// A new client's secret, shown this once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}

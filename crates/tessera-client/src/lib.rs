@@ -174,6 +174,16 @@ impl Client {
         self.post(&["v1", "environments"], req).await
     }
 
+    /// Creates the environment or replaces its policy.
+    pub async fn put_environment(&self, req: &CreateEnvironment) -> Result<Upserted<EnvironmentView>> {
+        self.send(self.request(Method::PUT, &["v1", "environments", &req.name]).json(req)).await
+    }
+
+    /// Creates the client or replaces its scopes, format and algorithm.
+    pub async fn put_client(&self, req: &CreateClient) -> Result<Upserted<ClientView>> {
+        self.send(self.request(Method::PUT, &["v1", "clients", &req.id]).json(req)).await
+    }
+
     pub async fn environments(&self) -> Result<Vec<EnvironmentView>> {
         Ok(self.get::<EnvironmentList>(&["v1", "environments"]).await?.environments)
     }

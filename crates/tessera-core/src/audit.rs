@@ -19,6 +19,8 @@ pub mod actions {
     pub const SERVER_INIT: &str = "server.init";
     pub const ENVIRONMENT_CREATE: &str = "environment.create";
     pub const CLIENT_CREATE: &str = "client.create";
+    pub const CLIENT_UPDATE: &str = "client.update";
+    pub const ENVIRONMENT_UPDATE: &str = "environment.update";
     pub const TOKEN_CREATE: &str = "token.create";
     pub const TOKEN_ROTATE: &str = "token.rotate";
     pub const TOKEN_RENEW: &str = "token.renew";

@@ -517,6 +517,42 @@ async fn apply_change(conn: &mut SqliteConnection, change: &Change, outcome: &mu
                 .execute(&mut *conn)
                 .await?;
         }
+        Change::UpdateEnvironment(env) => {
+            let p = &env.policy;
+            let done = sqlx::query(
+                "UPDATE environments SET default_ttl_s = ?, max_ttl_s = ?, idle_ttl_s = ?, rotation_period_s = ?, \
+                 max_uses = ?, protected = ? WHERE name = ?",
+            )
+            .bind(p.default_ttl.as_secs() as i64)
+            .bind(p.max_ttl.as_secs() as i64)
+            .bind(p.idle_ttl.map(|d| d.as_secs() as i64))
+            .bind(p.rotation_period.map(|d| d.as_secs() as i64))
+            .bind(p.max_uses.map(|n| n as i64))
+            .bind(env.protected)
+            .bind(&env.name)
+            .execute(&mut *conn)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound { kind: "environment", id: env.name.clone() });
+            }
+        }
+        Change::UpdateClient(c) => {
+            let scopes: BTreeMap<&String, Vec<String>> =
+                c.allowed_scopes.iter().map(|(k, v)| (k, v.to_vec())).collect();
+            let done = sqlx::query(
+                "UPDATE clients SET description = ?, allowed_scopes = ?, token_format = ?, alg = ? WHERE id = ?",
+            )
+            .bind(&c.description)
+            .bind(serde_json::to_string(&scopes).expect("strings serialize"))
+            .bind(c.token_format.as_str())
+            .bind(&c.alg)
+            .bind(&c.id)
+            .execute(&mut *conn)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound { kind: "client", id: c.id.clone() });
+            }
+        }
         Change::CreateRun(r) => {
             sqlx::query(
                 "INSERT INTO runs (id, env, label, started_at, heartbeat_at, heartbeat_timeout_s, finished_at, \

@@ -161,6 +161,10 @@ pub enum Change {
     /// Append gateway usage rows (no audit: they are not changes of state).
     RecordGatewayUse(Vec<GatewayUse>),
     CreateRun(Run),
+    /// Replace an environment's policy and protection.
+    UpdateEnvironment(Environment),
+    /// Replace a client's description, scopes, token format and algorithm (not its secret).
+    UpdateClient(Client),
     /// Record a heartbeat of a running run.
     RunHeartbeat {
         id: String,

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tessera_api::{ClientList, ClientView, CreateClient, CreatedClient};
+use tessera_api::{ClientList, ClientView, CreateClient, CreatedClient, Upserted};
 use tessera_core::audit::actions;
 use tessera_core::names::{validate_client_id, validate_env_name};
 use tessera_core::token::ClientSecret;
@@ -19,7 +19,7 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, Caller};
 use crate::keys::{self, Alg};
 use crate::state::AppState;
-use crate::views;
+use crate::{tokens, views};
 
 /// Signing algorithms a client may choose for its JWT access tokens.
 pub const ALGORITHMS: [&str; 3] = ["EdDSA", "ES256", "RS256"];
@@ -27,7 +27,7 @@ pub const ALGORITHMS: [&str; 3] = ["EdDSA", "ES256", "RS256"];
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/clients", get(list).post(create))
-        .route("/v1/clients/{id}", get(show))
+        .route("/v1/clients/{id}", get(show).put(upsert))
         .route("/v1/clients/{id}/disable", post(disable))
         .route("/v1/clients/{id}/enable", post(enable))
 }
@@ -37,11 +37,9 @@ fn visible(caller: &Caller, client: &Client) -> bool {
     caller.scopes.is_admin() || client.allowed_scopes.keys().any(|env| caller.can(env, Access::Read))
 }
 
-async fn create(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiJson(req): ApiJson<CreateClient>,
-) -> ApiResult<(StatusCode, Json<CreatedClient>)> {
+/// Validates a client request against the caller's rights; builds the client (secret hash
+/// left for the caller to set).
+async fn build(state: &AppState, caller: &Caller, req: &CreateClient) -> ApiResult<Client> {
     validate_client_id(&req.id).map_err(|e| ApiError::Validation(e.to_string()))?;
     if req.description.as_ref().is_some_and(|d| d.len() > 500) {
         return Err(ApiError::Validation("description must have at most 500 characters".into()));
@@ -63,9 +61,7 @@ async fn create(
         } else {
             caller.require(env, Access::Write)?;
         }
-        if state.store.environment(env).await?.is_none() {
-            return Err(ApiError::NotFound(format!("environment {env:?} not found")));
-        }
+        tokens::environment(state, env).await?;
         allowed.insert(env.clone(), set);
     }
     let token_format = match &req.token_format {
@@ -76,36 +72,106 @@ async fn create(
     if !ALGORITHMS.contains(&alg.as_str()) {
         return Err(ApiError::Validation(format!("unsupported alg {alg:?} (use EdDSA, ES256 or RS256)")));
     }
-    let secret = ClientSecret::generate();
-    let client = Client {
+    Ok(Client {
         id: req.id.clone(),
         description: req.description.clone(),
         allowed_scopes: allowed,
         token_format,
         alg,
-        secret_hash: state.hasher.hash(secret.expose()),
+        secret_hash: tessera_core::TokenHash([0; 32]),
         disabled: false,
         created_at: crate::now(),
-    };
+    })
+}
+
+fn event(action: &str, actor: &str, client: &Client) -> AuditEvent {
     let scopes_text: Vec<String> = client.allowed_scopes.iter().map(|(e, s)| format!("{e}={s}")).collect();
-    let event = AuditEvent::new(actions::CLIENT_CREATE, &caller.token_id)
+    AuditEvent::new(action, actor)
         .target(&client.id)
         .detail("scopes", scopes_text.join("; "))
         .detail("token_format", client.token_format.as_str())
-        .detail("alg", client.alg.clone());
-    state.store.commit(WriteUnit::new(Change::CreateClient(client.clone()), event)).await?;
-    state.clients.insert(client.clone());
+        .detail("alg", client.alg.clone())
+}
+
+/// Pre-creates (and so pre-publishes) the keys a JWT client's tokens will be signed with.
+async fn ensure_keys(state: &AppState, caller: &Caller, client: &Client) -> ApiResult<()> {
     if client.token_format == TokenFormat::Jwt {
-        // Pre-create (and so pre-publish) the keys this client's tokens will be signed with.
         let alg = Alg::from_str(&client.alg).map_err(ApiError::Validation)?;
         for env in client.allowed_scopes.keys() {
-            keys::ensure(&state, &caller.token_id, env, alg).await?;
+            keys::ensure(state, &caller.token_id, env, alg).await?;
         }
     }
+    Ok(())
+}
+
+async fn insert(state: &AppState, caller: &Caller, mut client: Client) -> ApiResult<(Client, ClientSecret)> {
+    let secret = ClientSecret::generate();
+    client.secret_hash = state.hasher.hash(secret.expose());
+    let e = event(actions::CLIENT_CREATE, &caller.token_id, &client);
+    state.store.commit(WriteUnit::new(Change::CreateClient(client.clone()), e)).await?;
+    state.clients.insert(client.clone());
+    ensure_keys(state, caller, &client).await?;
+    Ok((client, secret))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateClient>,
+) -> ApiResult<(StatusCode, Json<CreatedClient>)> {
+    let client = build(&state, &caller, &req).await?;
+    let (client, secret) = insert(&state, &caller, client).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedClient { client: views::client(&client), client_secret: secret.expose().to_owned() }),
     ))
+}
+
+/// Creates the client or replaces its scopes, format and algorithm (its secret stays).
+async fn upsert(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<CreateClient>,
+) -> ApiResult<Json<Upserted<ClientView>>> {
+    if req.id != id {
+        return Err(ApiError::Validation(format!("the body names {:?} but the URL {id:?}", req.id)));
+    }
+    let wanted = build(&state, &caller, &req).await?;
+    let Some(existing) = state.store.client(&id).await? else {
+        let (client, secret) = insert(&state, &caller, wanted).await?;
+        return Ok(Json(Upserted {
+            item: views::client(&client),
+            created: true,
+            changed: true,
+            client_secret: Some(secret.expose().to_owned()),
+        }));
+    };
+    // Removing an environment from a client needs write there too.
+    for env in existing.allowed_scopes.keys() {
+        if !wanted.allowed_scopes.contains_key(env) {
+            caller.require(env, Access::Write)?;
+        }
+    }
+    let client = Client {
+        secret_hash: existing.secret_hash,
+        disabled: existing.disabled,
+        created_at: existing.created_at,
+        ..wanted
+    };
+    if client == existing {
+        return Ok(Json(Upserted {
+            item: views::client(&existing),
+            created: false,
+            changed: false,
+            client_secret: None,
+        }));
+    }
+    let e = event(actions::CLIENT_UPDATE, &caller.token_id, &client);
+    state.store.commit(WriteUnit::new(Change::UpdateClient(client.clone()), e)).await?;
+    state.clients.insert(client.clone());
+    ensure_keys(&state, &caller, &client).await?;
+    Ok(Json(Upserted { item: views::client(&client), created: false, changed: true, client_secret: None }))
 }
 
 async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ClientList>> {
