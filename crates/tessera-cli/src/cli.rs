@@ -58,6 +58,67 @@ pub enum Command {
     Gateway(GatewayCommand),
     /// Compare credentials across environments; exit 1 when there are problems.
     Drift,
+    /// Show how the server differs from tessera.toml.
+    Plan {
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+        /// Exit 1 when there are changes (for CI).
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Make the server match tessera.toml (idempotent, audited).
+    Apply {
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+        /// Print the secrets of newly created clients (shown once).
+        #[arg(long)]
+        show_secrets: bool,
+    },
+    /// Check every need of tessera.toml in an environment before a run; exit 1 on any failure.
+    Preflight {
+        #[arg(long)]
+        env: String,
+        /// Compare token lifetimes with past runs with this label.
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+    },
+    /// Run a command with fresh tokens injected as environment variables, revoked afterwards.
+    Run {
+        #[arg(long)]
+        env: String,
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+        /// Do not mask injected values in the command's output.
+        #[arg(long)]
+        no_mask: bool,
+        /// Also write the variables to a 0600 file named by TESSERA_ENV_FILE (removed after).
+        #[arg(long)]
+        env_file: bool,
+        /// Revoke the run's tokens when no heartbeat came for this long (default 30s).
+        #[arg(long)]
+        heartbeat_timeout: Option<String>,
+        /// The command and its arguments (after --).
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Run history.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs: label, environment, start, duration, exit code, tokens.
+    List {
+        #[arg(long)]
+        env: Option<String>,
+        #[arg(long)]
+        label: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

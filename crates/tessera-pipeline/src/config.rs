@@ -476,19 +476,17 @@ impl Config {
                         ));
                     }
                 }
-                NeedKind::Upstream { upstream } => {
-                    if self.gateway_client(env, upstream).is_none() {
-                        return Err(ConfigError {
-                            path: self.path.clone(),
-                            line: need.line,
-                            column: 1,
-                            message: format!(
-                                "need {}: no client may hold scope gw:{upstream} in {env}; add it to a client's scopes",
-                                need.name
-                            ),
-                            snippet: String::new(),
-                        });
-                    }
+                NeedKind::Upstream { upstream } if self.gateway_client(env, upstream).is_none() => {
+                    return Err(ConfigError {
+                        path: self.path.clone(),
+                        line: need.line,
+                        column: 1,
+                        message: format!(
+                            "need {}: no client may hold scope gw:{upstream} in {env}; add it to a client's scopes",
+                            need.name
+                        ),
+                        snippet: String::new(),
+                    });
                 }
                 _ => {}
             }

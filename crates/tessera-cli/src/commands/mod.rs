@@ -6,6 +6,7 @@ mod drift;
 mod env;
 mod gateway;
 mod keys;
+mod pipeline;
 mod secret;
 mod server;
 mod token;
@@ -21,7 +22,7 @@ use crate::cli::{Cli, Command, Output};
 /// What every command gets: the output format and a way to reach the server.
 pub struct Ctx {
     pub output: Output,
-    url: String,
+    pub url: String,
     token: Option<String>,
 }
 
@@ -60,5 +61,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Upstream(cmd) => gateway::upstream(&ctx, cmd).await,
         Command::Gateway(cmd) => gateway::run(&ctx, cmd).await,
         Command::Drift => drift::run(&ctx).await,
+        Command::Plan { config, detailed_exitcode } => pipeline::plan(&ctx, config, detailed_exitcode).await,
+        Command::Apply { config, show_secrets } => pipeline::apply(&ctx, config, show_secrets).await,
+        Command::Preflight { env, label, config } => pipeline::preflight(&ctx, config, &env, label.as_deref()).await,
+        Command::Run { env, label, config, no_mask, env_file, heartbeat_timeout, command } => {
+            pipeline::run(&ctx, config, env, label, !no_mask, env_file, heartbeat_timeout, command).await
+        }
+        Command::Runs(crate::cli::RunsCommand::List { env, label }) => pipeline::runs(&ctx, env, label).await,
     }
 }

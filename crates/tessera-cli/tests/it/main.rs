@@ -4,4 +4,5 @@
 mod audit;
 mod durability;
 mod harness;
+mod pipeline;
 mod workflow;
