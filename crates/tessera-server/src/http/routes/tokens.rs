@@ -54,11 +54,8 @@ fn check_reason(reason: &Option<String>) -> ApiResult<()> {
     Ok(())
 }
 
-async fn create(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiJson(req): ApiJson<CreateToken>,
-) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+/// Checks the parts of a mint request common to ordinary and test tokens.
+fn mint_request(caller: &Caller, req: CreateToken) -> ApiResult<MintRequest> {
     caller.require(&req.env, Access::Write)?;
     check_labels(&req.labels)?;
     let scopes = req
@@ -67,28 +64,36 @@ async fn create(
         .map(|s| ScopeSet::from_list(s).map_err(|e| ApiError::Validation(e.to_string())))
         .transpose()?;
     let format = req.format.as_deref().map(TokenFormat::from_str).transpose().map_err(ApiError::Validation)?;
-    let minted = tokens::mint(
-        &state,
-        MintRequest {
-            env: req.env,
-            client_id: req.client,
-            scopes,
-            audience: req.audience,
-            ttl: duration_field("ttl", req.ttl.as_deref())?,
-            idle_ttl: duration_field("idle_ttl", req.idle_ttl.as_deref())?,
-            max_uses: req.max_uses,
-            format,
-            labels: req.labels,
-            run_id: None,
-            created_by: caller.token_id.clone(),
-        },
-    )
-    .await?;
+    Ok(MintRequest {
+        env: req.env,
+        client_id: req.client,
+        scopes,
+        audience: req.audience,
+        ttl: duration_field("ttl", req.ttl.as_deref())?,
+        idle_ttl: duration_field("idle_ttl", req.idle_ttl.as_deref())?,
+        max_uses: req.max_uses,
+        format,
+        labels: req.labels,
+        run_id: None,
+        created_by: caller.token_id.clone(),
+    })
+}
+
+fn created(minted: tokens::Minted) -> (StatusCode, Json<CreatedToken>) {
     let info = views::token(&minted.token, crate::now());
-    Ok((
+    (
         StatusCode::CREATED,
         Json(CreatedToken { token: minted.secret.expose().to_owned(), info, warnings: minted.warnings }),
-    ))
+    )
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateToken>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+    let req = mint_request(&caller, req)?;
+    Ok(created(tokens::mint(&state, req).await?))
 }
 
 async fn create_test(
@@ -96,37 +101,21 @@ async fn create_test(
     caller: Caller,
     ApiJson(req): ApiJson<CreateTestToken>,
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
-    caller.require(&req.env, Access::Write)?;
-    check_labels(&req.labels)?;
-    let scopes = req
-        .scopes
-        .as_ref()
-        .map(|s| ScopeSet::from_list(s).map_err(|e| ApiError::Validation(e.to_string())))
-        .transpose()?;
-    let format = req.format.as_deref().map(TokenFormat::from_str).transpose().map_err(ApiError::Validation)?;
-    let minted = tokens::mint_test(
-        &state,
-        MintRequest {
-            env: req.env,
-            client_id: req.client,
-            scopes,
-            audience: req.audience,
-            ttl: None,
-            idle_ttl: duration_field("idle_ttl", req.idle_ttl.as_deref())?,
-            max_uses: req.max_uses,
-            format,
-            labels: req.labels,
-            run_id: None,
-            created_by: caller.token_id.clone(),
-        },
-        tokens::ForgedTimes { issued_at: req.issued_at, not_before: req.not_before, expires_at: req.expires_at },
-    )
-    .await?;
-    let info = views::token(&minted.token, crate::now());
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedToken { token: minted.secret.expose().to_owned(), info, warnings: minted.warnings }),
-    ))
+    let times =
+        tokens::ForgedTimes { issued_at: req.issued_at, not_before: req.not_before, expires_at: req.expires_at };
+    let common = CreateToken {
+        env: req.env,
+        client: req.client,
+        scopes: req.scopes,
+        audience: req.audience,
+        ttl: None,
+        idle_ttl: req.idle_ttl,
+        max_uses: req.max_uses,
+        format: req.format,
+        labels: req.labels,
+    };
+    let req = mint_request(&caller, common)?;
+    Ok(created(tokens::mint_test(&state, req, times).await?))
 }
 
 #[derive(Debug, Deserialize)]
