@@ -140,6 +140,11 @@ impl Document {
 
     /// Every operation, in document order of paths and method order.
     pub fn operations(&self) -> Result<Vec<Operation>, SpecError> {
+        self.operations_with(&BTreeMap::new())
+    }
+
+    /// Like [`Document::operations`], with parameter values given by name (`--var`).
+    pub fn operations_with(&self, vars: &BTreeMap<String, String>) -> Result<Vec<Operation>, SpecError> {
         let schemes = self.security_schemes()?;
         let global = self.root.get("security");
         let mut ops = Vec::new();
@@ -163,7 +168,7 @@ impl Document {
                         None => Security::None { overrides_global: false },
                     },
                 };
-                let request = self.build_request(path, &shared, op, &at);
+                let request = self.build_request(path, &shared, op, &at, vars);
                 ops.push(Operation {
                     method: method.to_ascii_uppercase(),
                     path: path.clone(),
@@ -181,7 +186,14 @@ impl Document {
         Ok(ops)
     }
 
-    fn build_request(&self, path: &str, shared: &Value, op: &Value, at: &str) -> Result<RequestTemplate, String> {
+    fn build_request(
+        &self,
+        path: &str,
+        shared: &Value,
+        op: &Value,
+        at: &str,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<RequestTemplate, String> {
         let mut params: BTreeMap<(String, String), Value> = BTreeMap::new();
         for (list, list_at) in [
             (shared, format!("{at}/../parameters")),
@@ -203,7 +215,10 @@ impl Document {
             if !required {
                 continue;
             }
-            let value = self.param_value(p).map_err(|e| format!("parameter {name} ({location}): {e}"))?;
+            let value = match vars.get(name) {
+                Some(v) => Value::String(v.clone()),
+                None => self.param_value(p).map_err(|e| format!("parameter {name} ({location}): {e}"))?,
+            };
             let text = match &value {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),

@@ -108,6 +108,61 @@ pub enum Command {
     /// Run history.
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// Test how an API rejects every kind of bad token (the auth-fault matrix).
+    Authtest(AuthtestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuthtestArgs {
+    /// OpenAPI 3.0/3.1 document (YAML or JSON): a file or an http(s) URL.
+    #[arg(long)]
+    pub spec: String,
+    /// Where the API under test listens.
+    #[arg(long)]
+    pub base_url: String,
+    /// Environment whose Tessera issues the tokens (with --client).
+    #[arg(long, requires = "client", conflicts_with = "token")]
+    pub env: Option<String>,
+    /// Client whose tokens the API accepts (with --env).
+    #[arg(long, requires = "env")]
+    pub client: Option<String>,
+    /// A valid token, without a Tessera server: only the cases that need no issuer run.
+    #[arg(long)]
+    pub token: Option<String>,
+    #[arg(long)]
+    pub audience: Option<String>,
+    /// Only these cases (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Not these cases (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub skip: Vec<String>,
+    /// Only operations matching a tag, an operationId, or a path glob (repeatable).
+    #[arg(long)]
+    pub include: Vec<String>,
+    /// Leave out operations matching a tag, an operationId, or a path glob (repeatable).
+    #[arg(long)]
+    pub exclude: Vec<String>,
+    /// Extra header on every request, `NAME: VALUE` (repeatable).
+    #[arg(long)]
+    pub header: Vec<String>,
+    /// Parameter value by name, `NAME=VALUE` (repeatable).
+    #[arg(long)]
+    pub var: Vec<String>,
+    /// Expectation overrides (TOML: [cases.NAME] and [operations."GET /x".cases.NAME]).
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+    /// Write a JUnit XML report here.
+    #[arg(long)]
+    pub junit: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Per-request timeout.
+    #[arg(long, default_value = "10s")]
+    pub timeout: String,
+    /// Stop starting new cases after the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,7 @@
 //! One module per command group; each calls the client (or the server library) and formats.
 
 mod audit;
+mod authtest;
 mod client;
 mod drift;
 mod env;
@@ -68,5 +69,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pipeline::run(&ctx, config, env, label, !no_mask, env_file, heartbeat_timeout, command).await
         }
         Command::Runs(crate::cli::RunsCommand::List { env, label }) => pipeline::runs(&ctx, env, label).await,
+        Command::Authtest(args) => authtest::run(&ctx, args).await,
     }
 }

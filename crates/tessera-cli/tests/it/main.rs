@@ -2,6 +2,7 @@
 //! SQLite file, driven by CLI invocations.
 
 mod audit;
+mod authtest;
 mod durability;
 mod harness;
 mod pipeline;

@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# Benchmark Tessera's credential-injecting gateway on loopback (127.0.0.1 only): requests sent
+# directly to an upstream vs the same requests through `GET /gw/{upstream}/{path}`.
+#
+#   bench/gateway.sh
+#
+# The upstream is the bench_baseline example of tessera-server (minimal axum handler, fixed
+# {"ok":true} for any method and path). Measures, at -t1 -c1 and at -t2 -c50:
+#   - GET <upstream>/v1/ping                       (direct)
+#   - GET <tessera>/gw/up/v1/ping, Bearer token    (through the gateway: token validation,
+#                                                   secret injection, proxying with reqwest)
+#
+# Knobs (environment variables):
+#   WRK_DURATION (10s)
+#   SKIP_BUILD (unset)   set to 1 to reuse target/release/tessera and target/release/examples/bench_baseline
+#   KEEP_TMP (unset)     set to 1 to keep the temp dir (server logs, wrk outputs; it then also
+#                        holds the root token and the master key)
+set -euo pipefail
+
+WRK_DURATION=${WRK_DURATION:-10s}
+STARTUP_DEADLINE=${STARTUP_DEADLINE:-30}
+
+# Targets (printed beside the results).
+TARGET_ADDED_P50_US=150
+TARGET_THROUGHPUT_RATIO=0.6
+
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo_root=$(cd "$script_dir/.." && pwd)
+tessera="$repo_root/target/release/tessera"
+baseline_bin="$repo_root/target/release/examples/bench_baseline"
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------
+step "1. Tools and build"
+if command -v wrk >/dev/null 2>&1; then
+    echo "wrk: $(command -v wrk)"
+else
+    echo "wrk missing; installing it with apt-get"
+    (apt-get update -qq && apt-get install -y -qq wrk)
+fi
+command -v wrk >/dev/null 2>&1 || die "wrk is not available"
+command -v curl >/dev/null 2>&1 || die "curl is not available"
+command -v jq >/dev/null 2>&1 || die "jq is not available (apt-get install jq)"
+if [[ "${SKIP_BUILD:-}" == 1 && -x "$tessera" && -x "$baseline_bin" ]]; then
+    echo "SKIP_BUILD=1: using existing $tessera and $baseline_bin"
+else
+    echo "cargo build --release -p tessera-cli -p tessera-server --bin tessera --example bench_baseline   (in $repo_root)"
+    (cd "$repo_root" && cargo build --release -p tessera-cli -p tessera-server --bin tessera --example bench_baseline)
+fi
+[[ -x "$tessera" ]] || die "$tessera not found after the build"
+[[ -x "$baseline_bin" ]] || die "$baseline_bin not found after the build"
+
+# ---------------------------------------------------------------------------
+step "2. Start the upstream (bench_baseline) and tessera (fresh data dir)"
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/tessera-bench-gw.XXXXXX")
+server_pid=""
+baseline_pid=""
+stop_pid() {
+    local pid=$1
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
+    kill "$pid" 2>/dev/null || true
+    # Bounded wait for a clean shutdown, then force.
+    for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+    stop_pid "$server_pid"
+    stop_pid "$baseline_pid"
+    if [[ "${KEEP_TMP:-}" == 1 ]]; then
+        echo "kept $tmp (server.*, baseline.*, wrk-*.txt)"
+    else
+        rm -rf "$tmp"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# wait_url FILE PREFIX PID NAME: polls FILE for a line "PREFIXhttp://ADDR", prints the URL.
+wait_url() {
+    local file=$1 prefix=$2 pid=$3 name=$4 line deadline=$((SECONDS + STARTUP_DEADLINE))
+    while ((SECONDS < deadline)); do
+        line=$(grep -m1 -E "^${prefix}http://" "$file" || true)
+        if [[ -n "$line" ]]; then
+            line=${line#"$prefix"}
+            case "$line" in
+                http://127.0.0.1:*) echo "$line"; return 0 ;;
+                *) die "$name announced a non-loopback URL: $line" ;;
+            esac
+        fi
+        kill -0 "$pid" 2>/dev/null || die "$name exited during startup"
+        sleep 0.1
+    done
+    die "$name did not announce its address within ${STARTUP_DEADLINE}s"
+}
+
+echo "data dir: $tmp"
+"$baseline_bin" 127.0.0.1:0 >"$tmp/baseline.out" 2>"$tmp/baseline.err" &
+baseline_pid=$!
+echo "bench_baseline (upstream) pid: $baseline_pid"
+TESSERA_DATA_DIR="$tmp" "$tessera" server --listen 127.0.0.1:0 --data-dir "$tmp" \
+    >"$tmp/server.out" 2>"$tmp/server.err" &
+server_pid=$!
+echo "tessera pid: $server_pid"
+
+up_url=$(wait_url "$tmp/baseline.out" "listening on " "$baseline_pid" bench_baseline) ||
+    { cat "$tmp/baseline.err" >&2; exit 1; }
+echo "upstream URL: $up_url"
+url=$(wait_url "$tmp/server.out" "tessera listening on " "$server_pid" tessera) ||
+    { cat "$tmp/server.err" >&2; exit 1; }
+echo "tessera URL: $url"
+
+root_token=""
+deadline=$((SECONDS + 5))
+while ((SECONDS < deadline)); do
+    [[ -s "$tmp/root-token" ]] && { root_token=$(tr -d '[:space:]' <"$tmp/root-token"); break; }
+    sleep 0.1
+done
+[[ -n "$root_token" ]] || die "no root token in $tmp/root-token"
+echo "root token: read from $tmp/root-token"
+
+export TESSERA_URL="$url" TESSERA_TOKEN="$root_token"
+
+# ---------------------------------------------------------------------------
+step "3. Set up environment 'bench', secret 'upkey', upstream 'up', client 'gwc' and its token"
+echo "+ tessera env create bench"
+"$tessera" env create bench
+echo "+ printf 'sk_test_bench' | tessera secret set bench upkey"
+printf 'sk_test_bench' | "$tessera" secret set bench upkey
+echo "+ tessera upstream create up --env bench --url $up_url --secret upkey --inject 'header:Authorization=Bearer {secret}'"
+"$tessera" upstream create up --env bench --url "$up_url" --secret upkey --inject 'header:Authorization=Bearer {secret}'
+echo "+ tessera client create gwc --scopes bench=gw:up"
+# The client secret is shown once; it is not needed here, keep it out of the log.
+"$tessera" client create gwc --scopes bench=gw:up >"$tmp/client-create.out"
+echo "client created"
+echo "+ tessera token create --env bench --client gwc"
+token=$("$tessera" token create --env bench --client gwc | tr -d '[:space:]')
+[[ -n "$token" ]] || die "empty token"
+echo "token: ${token:0:8}… (${#token} chars)"
+
+# ---------------------------------------------------------------------------
+step "4. Check with curl: direct and through the gateway"
+code=$(curl -sS -o "$tmp/sample-direct.json" -w '%{http_code}' "$up_url/v1/ping") || die "curl direct failed"
+echo "direct:  HTTP $code $(cat "$tmp/sample-direct.json")"
+[[ "$code" == 200 ]] || die "the upstream answered HTTP $code"
+code=$(curl -sS -D "$tmp/sample-gw.headers" -o "$tmp/sample-gw.json" -w '%{http_code}' \
+    -H "Authorization: Bearer $token" "$url/gw/up/v1/ping") || die "curl through the gateway failed"
+echo "gateway: HTTP $code $(head -c 300 "$tmp/sample-gw.json")"
+tr -d '\r' <"$tmp/sample-gw.headers" | sed 's/^/    /'
+[[ "$code" == 200 ]] || die "the gateway answered HTTP $code"
+[[ "$(jq -c . "$tmp/sample-gw.json" 2>/dev/null)" == '{"ok":true}' ]] || die 'the gateway did not pass {"ok":true} through'
+
+# ---------------------------------------------------------------------------
+# wrk helpers. run_wrk NAME THREADS CONNS URL [LUA] keeps the output in $tmp/wrk-NAME.txt.
+run_wrk() {
+    local name=$1 threads=$2 conns=$3 target=$4 lua=${5:-}
+    local args=(-t"$threads" -c"$conns" -d"$WRK_DURATION" --latency)
+    [[ -n "$lua" ]] && args+=(-s "$lua")
+    echo "+ wrk ${args[*]} $target"
+    wrk "${args[@]}" "$target" | tee "$tmp/wrk-$name.txt"
+}
+# Requests/sec as printed by wrk.
+wrk_rps() { awk '/^Requests\/sec:/ {print $2}' "$1"; }
+# A latency percentile (50%, 99%) from the --latency distribution, as printed (e.g. 1.23ms).
+wrk_pct() { awk -v p="$2" '/Latency Distribution/ {d=1; next} d && $1 == p {print $2; exit}' "$1"; }
+# Total requests ("N requests in 10.00s").
+wrk_total() { awk '/ requests in / {print $1; exit}' "$1"; }
+# Non-2xx/3xx count (wrk prints the line only when there were any).
+wrk_non2xx() { awk '/Non-2xx or 3xx responses:/ {print $NF; f=1} END {if (!f) print 0}' "$1"; }
+# Socket errors line, if any.
+wrk_errors() { grep -E '^ *Socket errors:' "$1" | sed 's/^ *//' || true; }
+# Latency string (e.g. 850.00us, 1.23ms, 2.00s) to microseconds.
+to_us() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "ms") n *= 1000; else if (u == "s") n *= 1000000; else if (u == "m") n *= 60000000
+        printf "%.0f", n }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
+
+cat >"$tmp/gw.lua" <<EOF
+wrk.method = "GET"
+wrk.headers["Authorization"] = "Bearer $token"
+EOF
+
+# ---------------------------------------------------------------------------
+step "5. One connection: direct, then through the gateway"
+run_wrk direct-c1 1 1 "$up_url/v1/ping"
+run_wrk gw-c1 1 1 "$url/gw/up/v1/ping" "$tmp/gw.lua"
+
+step "6. 50 connections: direct, then through the gateway"
+run_wrk direct-c50 2 50 "$up_url/v1/ping"
+run_wrk gw-c50 2 50 "$url/gw/up/v1/ping" "$tmp/gw.lua"
+
+# ---------------------------------------------------------------------------
+step "7. After the load"
+code=$(curl -sS -o "$tmp/sample-gw-after.json" -w '%{http_code}' -H "Authorization: Bearer $token" \
+    "$url/gw/up/v1/ping") || die "curl through the gateway failed after the load"
+echo "gateway: HTTP $code $(head -c 300 "$tmp/sample-gw-after.json")"
+# Uses are counted per gateway request and flushed to the store every second.
+sleep 2
+token_id=$("$tessera" token list --env bench --client gwc -o json 2>/dev/null |
+    jq -r '(.tokens // .)[0].id // empty' 2>/dev/null || true)
+uses="?"
+if [[ -n "$token_id" ]]; then
+    uses=$("$tessera" token show "$token_id" -o json 2>/dev/null |
+        jq -r '(.uses // .info.uses // .token.uses // "?") | tostring' 2>/dev/null || echo "?")
+fi
+sent=$(($(wrk_total "$tmp/wrk-gw-c1.txt") + $(wrk_total "$tmp/wrk-gw-c50.txt")))
+echo "token uses: $uses; wrk sent $sent through the gateway (+2 curl checks)"
+server_rss=$(awk '/^VmRSS:/ {print $2, $3}' "/proc/$server_pid/status" 2>/dev/null || echo "?")
+baseline_rss=$(awk '/^VmRSS:/ {print $2, $3}' "/proc/$baseline_pid/status" 2>/dev/null || echo "?")
+kill -0 "$server_pid" 2>/dev/null || die "tessera is no longer running"
+
+# ---------------------------------------------------------------------------
+step "8. Summary"
+verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN {
+    ok = (op == ">=") ? (v >= t) : (v <= t)
+    if (ok) print "met"; else if (op == ">=") printf "MISSED (%.0f%% of target)\n", 100 * v / t;
+    else printf "MISSED (%.1fx the limit)\n", v / t }'; }
+{
+    echo "Tessera gateway, loopback, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -d$WRK_DURATION"
+    printf '%-28s %12s %10s %10s %8s\n' "benchmark" "requests/s" "p50 us" "p99 us" "non-2xx"
+    for name in direct-c1 gw-c1 direct-c50 gw-c50; do
+        f="$tmp/wrk-$name.txt"
+        case $name in
+            direct-c1) label="direct, -t1 -c1" ;;
+            gw-c1) label="gateway, -t1 -c1" ;;
+            direct-c50) label="direct, -t2 -c50" ;;
+            gw-c50) label="gateway, -t2 -c50" ;;
+        esac
+        printf '%-28s %12s %10s %10s %8s\n' "$label" "$(wrk_rps "$f")" \
+            "$(to_us "$(wrk_pct "$f" 50%)")" "$(to_us "$(wrk_pct "$f" 99%)")" "$(wrk_non2xx "$f")"
+        e=$(wrk_errors "$f")
+        [[ -z "$e" ]] || echo "    $label: $e"
+    done
+    echo
+    echo "Gateway overhead (targets: added p50 <= ${TARGET_ADDED_P50_US} us, throughput >= ${TARGET_THROUGHPUT_RATIO}x direct):"
+    for c in c1 c50; do
+        d="$tmp/wrk-direct-$c.txt" g="$tmp/wrk-gw-$c.txt"
+        added=$(($(to_us "$(wrk_pct "$g" 50%)") - $(to_us "$(wrk_pct "$d" 50%)")))
+        r=$(ratio "$(wrk_rps "$g")" "$(wrk_rps "$d")")
+        printf '  -%-4s added p50 %6s us: %-28s throughput ratio %s: %s\n' "$c" "$added" \
+            "$(verdict "$added" "$TARGET_ADDED_P50_US" "<=")" "$r" "$(verdict "$r" "$TARGET_THROUGHPUT_RATIO" ">=")"
+    done
+    echo
+    echo "tessera RSS at the end: $server_rss; bench_baseline RSS: $baseline_rss"
+    echo "tessera log: $(grep -c -E 'WARN|ERROR' "$tmp/server.err" || true) WARN/ERROR lines"
+    grep -E 'WARN|ERROR' "$tmp/server.err" | head -5 || true
+}

@@ -1,0 +1,325 @@
+#!/usr/bin/env bash
+# Benchmark Tessera's OAuth 2.0 endpoints on loopback (127.0.0.1 only), beside a minimal axum
+# handler (the bench_baseline example of tessera-server) measured in the same run.
+#
+#   bench/oauth.sh
+#
+# Measures, against one freshly started server with a fresh SQLite data dir:
+#   - GET  <bench_baseline>/                 (baseline: minimal axum handler, fixed {"ok":true})
+#   - POST /oauth2/introspect, opaque token  (resource server "rs" authenticates with HTTP Basic)
+#   - POST /oauth2/introspect, EdDSA JWT     (same)
+#   - POST /env/bench/oauth2/token           (client_credentials; client "op": opaque tokens,
+#                                             client "jw": EdDSA JWTs), tokens/s
+#   - the baseline once more at the end (drift check)
+#
+# Knobs (environment variables):
+#   WRK_THREADS (2) WRK_CONNS (50) WRK_DURATION (10s)
+#   SKIP_BUILD (unset)   set to 1 to reuse target/release/tessera and target/release/examples/bench_baseline
+#   KEEP_TMP (unset)     set to 1 to keep the temp dir (server logs, wrk outputs; it then also
+#                        holds the root token, the master key and the client secrets)
+set -euo pipefail
+
+WRK_THREADS=${WRK_THREADS:-2}
+WRK_CONNS=${WRK_CONNS:-50}
+WRK_DURATION=${WRK_DURATION:-10s}
+STARTUP_DEADLINE=${STARTUP_DEADLINE:-30}
+
+# Targets (printed beside the results).
+TARGET_INTROSPECT_RATIO=0.7
+TARGET_INTROSPECT_P99_MS=2
+TARGET_TOKENS_PER_S=5000
+
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo_root=$(cd "$script_dir/.." && pwd)
+tessera="$repo_root/target/release/tessera"
+baseline_bin="$repo_root/target/release/examples/bench_baseline"
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------
+step "1. Tools and build"
+if command -v wrk >/dev/null 2>&1; then
+    echo "wrk: $(command -v wrk)"
+else
+    echo "wrk missing; installing it with apt-get"
+    (apt-get update -qq && apt-get install -y -qq wrk)
+fi
+command -v wrk >/dev/null 2>&1 || die "wrk is not available"
+command -v curl >/dev/null 2>&1 || die "curl is not available"
+command -v jq >/dev/null 2>&1 || die "jq is not available (apt-get install jq)"
+if [[ "${SKIP_BUILD:-}" == 1 && -x "$tessera" && -x "$baseline_bin" ]]; then
+    echo "SKIP_BUILD=1: using existing $tessera and $baseline_bin"
+else
+    echo "cargo build --release -p tessera-cli -p tessera-server --bin tessera --example bench_baseline   (in $repo_root)"
+    (cd "$repo_root" && cargo build --release -p tessera-cli -p tessera-server --bin tessera --example bench_baseline)
+fi
+[[ -x "$tessera" ]] || die "$tessera not found after the build"
+[[ -x "$baseline_bin" ]] || die "$baseline_bin not found after the build"
+
+# ---------------------------------------------------------------------------
+step "2. Start tessera (fresh data dir) and the baseline server"
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/tessera-bench-oauth.XXXXXX")
+server_pid=""
+baseline_pid=""
+stop_pid() {
+    local pid=$1
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
+    kill "$pid" 2>/dev/null || true
+    # Bounded wait for a clean shutdown, then force.
+    for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+    stop_pid "$server_pid"
+    stop_pid "$baseline_pid"
+    if [[ "${KEEP_TMP:-}" == 1 ]]; then
+        echo "kept $tmp (server.*, baseline.*, wrk-*.txt)"
+    else
+        rm -rf "$tmp"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# wait_url FILE PREFIX PID NAME: polls FILE for a line "PREFIXhttp://ADDR", prints the URL.
+wait_url() {
+    local file=$1 prefix=$2 pid=$3 name=$4 line deadline=$((SECONDS + STARTUP_DEADLINE))
+    while ((SECONDS < deadline)); do
+        line=$(grep -m1 -E "^${prefix}http://" "$file" || true)
+        if [[ -n "$line" ]]; then
+            line=${line#"$prefix"}
+            case "$line" in
+                http://127.0.0.1:*) echo "$line"; return 0 ;;
+                *) die "$name announced a non-loopback URL: $line" ;;
+            esac
+        fi
+        kill -0 "$pid" 2>/dev/null || die "$name exited during startup"
+        sleep 0.1
+    done
+    die "$name did not announce its address within ${STARTUP_DEADLINE}s"
+}
+
+echo "data dir: $tmp"
+TESSERA_DATA_DIR="$tmp" "$tessera" server --listen 127.0.0.1:0 --data-dir "$tmp" \
+    >"$tmp/server.out" 2>"$tmp/server.err" &
+server_pid=$!
+echo "tessera pid: $server_pid"
+"$baseline_bin" 127.0.0.1:0 >"$tmp/baseline.out" 2>"$tmp/baseline.err" &
+baseline_pid=$!
+echo "bench_baseline pid: $baseline_pid"
+
+url=$(wait_url "$tmp/server.out" "tessera listening on " "$server_pid" tessera) ||
+    { cat "$tmp/server.err" >&2; exit 1; }
+echo "tessera URL: $url"
+base_url=$(wait_url "$tmp/baseline.out" "listening on " "$baseline_pid" bench_baseline) ||
+    { cat "$tmp/baseline.err" >&2; exit 1; }
+echo "baseline URL: $base_url"
+
+root_token=""
+deadline=$((SECONDS + 5))
+while ((SECONDS < deadline)); do
+    [[ -s "$tmp/root-token" ]] && { root_token=$(tr -d '[:space:]' <"$tmp/root-token"); break; }
+    sleep 0.1
+done
+[[ -n "$root_token" ]] || die "no root token in $tmp/root-token"
+echo "root token: read from $tmp/root-token"
+
+export TESSERA_URL="$url" TESSERA_TOKEN="$root_token"
+
+# ---------------------------------------------------------------------------
+step "3. Set up environment 'bench', clients rs/op/jw, one opaque token and one JWT"
+echo "+ tessera env create bench --max-ttl 24h"
+"$tessera" env create bench --max-ttl 24h
+# Client secrets are shown once; keep them out of the log.
+client_secret() {
+    local id=$1 secret
+    shift
+    echo "+ tessera client create $id $* -o json" >&2
+    "$tessera" client create "$id" "$@" -o json >"$tmp/client-$id.json"
+    secret=$(jq -r '.client_secret // empty' "$tmp/client-$id.json")
+    [[ -n "$secret" ]] || die "no .client_secret in the output of client create $id"
+    printf '%s' "$secret"
+}
+rs_secret=$(client_secret rs --scopes bench=introspect)
+op_secret=$(client_secret op --scopes bench=orders:read)
+jw_secret=$(client_secret jw --scopes bench=orders:read --token-format jwt)
+echo "clients created"
+
+# HTTP Basic for a client (RFC 6749 §2.3.1: id and secret form-urlencoded first).
+basic() { printf '%s:%s' "$(jq -rn --arg s "$1" '$s|@uri')" "$(jq -rn --arg s "$2" '$s|@uri')" | base64 -w0; }
+rs_basic=$(basic rs "$rs_secret")
+op_basic=$(basic op "$op_secret")
+jw_basic=$(basic jw "$jw_secret")
+
+echo "+ tessera token create --env bench --client op"
+opaque=$("$tessera" token create --env bench --client op | tr -d '[:space:]')
+echo "+ tessera token create --env bench --client jw"
+jwt=$("$tessera" token create --env bench --client jw | tr -d '[:space:]')
+[[ -n "$opaque" ]] || die "empty opaque token"
+[[ "$jwt" =~ ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$ ]] || die "the jw token does not look like a JWT: ${jwt:0:20}…"
+echo "opaque token: ${opaque:0:8}… (${#opaque} chars); JWT: ${#jwt} chars"
+
+# ---------------------------------------------------------------------------
+step "4. Check sample answers with curl"
+# check_post NAME URL BASIC BODY JQ_CHECK: one request, prints status and a redacted answer.
+check_post() {
+    local name=$1 target=$2 auth=$3 body=$4 check=$5 code
+    code=$(curl -sS -o "$tmp/sample-$name.json" -w '%{http_code}' -X POST \
+        -H "Authorization: Basic $auth" -H 'Content-Type: application/x-www-form-urlencoded' \
+        --data-raw "$body" "$target") || die "curl $name failed"
+    echo "$name: HTTP $code $(jq -c 'if has("access_token") then .access_token = "<redacted>" else . end' \
+        "$tmp/sample-$name.json" 2>/dev/null || head -c 300 "$tmp/sample-$name.json")"
+    [[ "$code" == 200 ]] || die "$name answered HTTP $code"
+    jq -e "$check" "$tmp/sample-$name.json" >/dev/null || die "$name: answer fails the check $check"
+}
+code=$(curl -sS -o "$tmp/sample-baseline.json" -w '%{http_code}' "$base_url/") || die "curl baseline failed"
+echo "baseline: HTTP $code $(cat "$tmp/sample-baseline.json")"
+[[ "$code" == 200 ]] || die "baseline answered HTTP $code"
+check_post introspect-opaque "$url/oauth2/introspect" "$rs_basic" "token=$opaque" '.active == true'
+check_post introspect-jwt "$url/oauth2/introspect" "$rs_basic" "token=$jwt" '.active == true'
+check_post token-op "$url/env/bench/oauth2/token" "$op_basic" grant_type=client_credentials \
+    '.token_type == "Bearer" and (.access_token | startswith("ey") | not)'
+check_post token-jw "$url/env/bench/oauth2/token" "$jw_basic" grant_type=client_credentials \
+    '.token_type == "Bearer" and (.access_token | split(".") | length == 3)'
+
+# ---------------------------------------------------------------------------
+# wrk helpers. run_wrk NAME URL [LUA] runs wrk and keeps its output in $tmp/wrk-NAME.txt.
+run_wrk() {
+    local name=$1 target=$2 lua=${3:-}
+    local args=(-t"$WRK_THREADS" -c"$WRK_CONNS" -d"$WRK_DURATION" --latency)
+    [[ -n "$lua" ]] && args+=(-s "$lua")
+    echo "+ wrk ${args[*]} $target"
+    wrk "${args[@]}" "$target" | tee "$tmp/wrk-$name.txt"
+}
+# Requests/sec as printed by wrk.
+wrk_rps() { awk '/^Requests\/sec:/ {print $2}' "$1"; }
+# A latency percentile (50%, 99%) from the --latency distribution, as printed (e.g. 1.23ms).
+wrk_pct() { awk -v p="$2" '/Latency Distribution/ {d=1; next} d && $1 == p {print $2; exit}' "$1"; }
+# Total requests ("N requests in 10.00s").
+wrk_total() { awk '/ requests in / {print $1; exit}' "$1"; }
+# Non-2xx/3xx count (wrk prints the line only when there were any).
+wrk_non2xx() { awk '/Non-2xx or 3xx responses:/ {print $NF; f=1} END {if (!f) print 0}' "$1"; }
+# Socket errors line, if any.
+wrk_errors() { grep -E '^ *Socket errors:' "$1" | sed 's/^ *//' || true; }
+# Latency string (e.g. 850.00us, 1.23ms, 2.00s) to milliseconds.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+        printf "%.3f", n }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
+# post_lua FILE PATH BASIC BODY: a wrk script for a form POST with HTTP Basic.
+post_lua() {
+    cat >"$1" <<EOF
+wrk.method = "POST"
+wrk.path = "$2"
+wrk.headers["Authorization"] = "Basic $3"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.body = "$4"
+EOF
+}
+post_lua "$tmp/introspect-opaque.lua" /oauth2/introspect "$rs_basic" "token=$opaque"
+post_lua "$tmp/introspect-jwt.lua" /oauth2/introspect "$rs_basic" "token=$jwt"
+post_lua "$tmp/token-op.lua" /env/bench/oauth2/token "$op_basic" grant_type=client_credentials
+post_lua "$tmp/token-jw.lua" /env/bench/oauth2/token "$jw_basic" grant_type=client_credentials
+
+# ---------------------------------------------------------------------------
+step "5. Baseline: GET on bench_baseline (minimal axum handler)"
+run_wrk baseline "$base_url/"
+
+step "6. Introspection of the opaque token: POST /oauth2/introspect"
+run_wrk introspect-opaque "$url/oauth2/introspect" "$tmp/introspect-opaque.lua"
+
+step "7. Introspection of the JWT: POST /oauth2/introspect"
+run_wrk introspect-jwt "$url/oauth2/introspect" "$tmp/introspect-jwt.lua"
+
+step "8. Token endpoint, opaque tokens (client op): POST /env/bench/oauth2/token"
+run_wrk token-op "$url/env/bench/oauth2/token" "$tmp/token-op.lua"
+
+step "9. Token endpoint, EdDSA JWTs (client jw): POST /env/bench/oauth2/token"
+run_wrk token-jw "$url/env/bench/oauth2/token" "$tmp/token-jw.lua"
+
+step "10. Baseline again (drift check)"
+run_wrk baseline-end "$base_url/"
+
+# ---------------------------------------------------------------------------
+step "11. After the load: tokens still active, use counts, server state"
+check_post introspect-opaque-after "$url/oauth2/introspect" "$rs_basic" "token=$opaque" '.active == true'
+check_post introspect-jwt-after "$url/oauth2/introspect" "$rs_basic" "token=$jwt" '.active == true'
+# Each successful introspection by a client counts one use; the counts are flushed to the
+# store every second. Compare them with what wrk sent (wrk's count excludes requests still in
+# flight when it stopped, so uses may exceed it by up to WRK_CONNS, plus the curl checks).
+sleep 2
+uses_of() {
+    local id
+    id=$(jq -r '.jti' "$tmp/sample-$1.json")
+    "$tessera" token show "$id" -o json >"$tmp/show-$1.json" 2>&1 || { echo "?"; return 0; }
+    jq -r '(.uses // .info.uses // .token.uses // "?") | tostring' "$tmp/show-$1.json" 2>/dev/null || echo "?"
+}
+uses_opaque=$(uses_of introspect-opaque)
+uses_jwt=$(uses_of introspect-jwt)
+echo "opaque token: uses $uses_opaque, wrk sent $(wrk_total "$tmp/wrk-introspect-opaque.txt") (+2 curl checks)"
+echo "JWT:          uses $uses_jwt, wrk sent $(wrk_total "$tmp/wrk-introspect-jwt.txt") (+2 curl checks)"
+server_rss=$(awk '/^VmRSS:/ {print $2, $3}' "/proc/$server_pid/status" 2>/dev/null || echo "?")
+baseline_rss=$(awk '/^VmRSS:/ {print $2, $3}' "/proc/$baseline_pid/status" 2>/dev/null || echo "?")
+kill -0 "$server_pid" 2>/dev/null || die "tessera is no longer running"
+
+# ---------------------------------------------------------------------------
+step "12. Summary"
+base1=$(wrk_rps "$tmp/wrk-baseline.txt")
+base2=$(wrk_rps "$tmp/wrk-baseline-end.txt")
+base_rps=$(awk -v a="$base1" -v b="$base2" 'BEGIN { printf "%.2f", (a + b) / 2 }')
+{
+    echo "Tessera OAuth endpoints, loopback, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -t$WRK_THREADS -c$WRK_CONNS -d$WRK_DURATION"
+    echo "ratios are to the mean of the two baseline runs ($base_rps req/s)"
+    printf '%-34s %12s %10s %10s %10s %8s\n' "benchmark" "requests/s" "p50 ms" "p99 ms" "x baseline" "non-2xx"
+    for name in baseline introspect-opaque introspect-jwt token-op token-jw baseline-end; do
+        f="$tmp/wrk-$name.txt"
+        case $name in
+            baseline) label="baseline GET (start)" ;;
+            introspect-opaque) label="introspect, opaque token" ;;
+            introspect-jwt) label="introspect, EdDSA JWT" ;;
+            token-op) label="token endpoint, opaque (op)" ;;
+            token-jw) label="token endpoint, EdDSA JWT (jw)" ;;
+            baseline-end) label="baseline GET (end)" ;;
+        esac
+        rps=$(wrk_rps "$f")
+        printf '%-34s %12s %10s %10s %10s %8s\n' "$label" "$rps" \
+            "$(to_ms "$(wrk_pct "$f" 50%)")" "$(to_ms "$(wrk_pct "$f" 99%)")" \
+            "$(ratio "$rps" "$base_rps")" "$(wrk_non2xx "$f")"
+        e=$(wrk_errors "$f")
+        [[ -z "$e" ]] || echo "    $label: $e"
+    done
+    echo
+    echo "Targets:"
+    verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN {
+        ok = (op == ">=") ? (v >= t) : (v < t)
+        if (ok) print "met"; else if (op == ">=") printf "MISSED (%.0f%% of target)\n", 100 * v / t;
+        else printf "MISSED (%.2fx the limit)\n", v / t }'; }
+    for name in introspect-opaque introspect-jwt; do
+        f="$tmp/wrk-$name.txt"
+        r=$(ratio "$(wrk_rps "$f")" "$base_rps")
+        p99=$(to_ms "$(wrk_pct "$f" 99%)")
+        printf '  %-26s ratio %s (target >= %s): %s; p99 %s ms (target < %s ms): %s\n' "$name" \
+            "$r" "$TARGET_INTROSPECT_RATIO" "$(verdict "$r" "$TARGET_INTROSPECT_RATIO" ">=")" \
+            "$p99" "$TARGET_INTROSPECT_P99_MS" "$(verdict "$p99" "$TARGET_INTROSPECT_P99_MS" "<")"
+    done
+    for name in token-op token-jw; do
+        f="$tmp/wrk-$name.txt"
+        rps=$(wrk_rps "$f")
+        printf '  %-26s %s tokens/s (target >= %s): %s\n' "$name" "$rps" "$TARGET_TOKENS_PER_S" \
+            "$(verdict "$rps" "$TARGET_TOKENS_PER_S" ">=")"
+    done
+    echo
+    echo "introspection use counts after the load: opaque $uses_opaque, JWT $uses_jwt"
+    echo "tessera RSS at the end: $server_rss; bench_baseline RSS: $baseline_rss"
+    echo "tessera log: $(grep -c -E 'WARN|ERROR' "$tmp/server.err" || true) WARN/ERROR lines"
+    grep -E 'WARN|ERROR' "$tmp/server.err" | head -5 || true
+}
