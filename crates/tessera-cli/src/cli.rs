@@ -110,6 +110,37 @@ pub enum Command {
     Runs(RunsCommand),
     /// Test how an API rejects every kind of bad token (the auth-fault matrix).
     Authtest(AuthtestArgs),
+    /// Find plaintext tokens and keys in files, git history or the staging area.
+    Scan(ScanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Files or directories (default: .); `-` reads stdin.
+    pub paths: Vec<std::path::PathBuf>,
+    /// Scan every blob reachable from any ref of the git repository at PATH (default: .).
+    #[arg(long, conflicts_with = "staged")]
+    pub git: bool,
+    /// Scan what is staged in git (for a pre-commit hook).
+    #[arg(long)]
+    pub staged: bool,
+    #[arg(long, value_parser = ["text", "json", "sarif"], default_value = "text")]
+    pub format: String,
+    /// Suppress the findings listed in this baseline.
+    #[arg(long)]
+    pub baseline: Option<std::path::PathBuf>,
+    /// Write the current findings as a baseline and exit 0.
+    #[arg(long)]
+    pub write_baseline: Option<std::path::PathBuf>,
+    /// Extra rule files (TOML) adding or overriding rules by id.
+    #[arg(long = "rules")]
+    pub rules: Vec<std::path::PathBuf>,
+    /// Ask the Tessera server whether each Tessera token found is live.
+    #[arg(long)]
+    pub verify: bool,
+    /// Revoke the live Tessera tokens found (implies --verify); audited with where they leaked.
+    #[arg(long)]
+    pub revoke: bool,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ mod env;
 mod gateway;
 mod keys;
 mod pipeline;
+mod scan;
 mod secret;
 mod server;
 mod token;
@@ -70,5 +71,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Runs(crate::cli::RunsCommand::List { env, label }) => pipeline::runs(&ctx, env, label).await,
         Command::Authtest(args) => authtest::run(&ctx, args).await,
+        Command::Scan(args) => scan::run(&ctx, args).await,
     }
 }

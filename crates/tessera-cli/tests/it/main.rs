@@ -6,4 +6,5 @@ mod authtest;
 mod durability;
 mod harness;
 mod pipeline;
+mod scan;
 mod workflow;
