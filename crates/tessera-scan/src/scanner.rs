@@ -78,7 +78,8 @@ fn is_placeholder(s: &str) -> bool {
     markers.iter().any(|m| lower.contains(m))
         || s.starts_with('$')
         || s.chars().all(|c| c == s.chars().next().unwrap_or('x'))
-        || lower.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '-') && s.len() < 20
+        // A short all-lower-case word (`hunter`, `secretvalue`) reads as a placeholder, not a key.
+        || s.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '-') && s.len() < 20
 }
 
 /// Shannon entropy in bits per character.
