@@ -238,7 +238,7 @@ mod tests {
             ),
             ("export GH=ghp_16C7e42F292c6912E7710c838347Ae178B4a".into(), vec!["github-token"]),
             ("STRIPE=sk_live_4eC39HqLyjWDarjtT1zdp7dc".into(), vec!["stripe-key"]),
-            ("-----BEGIN RSA PRIVATE KEY-----\nMIIE".into(), vec!["private-key"]),
+            (format!("-----BEGIN {} PRIVATE KEY-----\nMIIE", "RSA"), vec!["private-key"]),
             ("db: postgres://app:S3cr3tP4ssw0rd9@db.internal:5432/app".into(), vec!["url-credentials"]),
             ("password: \"hX9mQ2!vL7@pR4zK\"".into(), vec!["generic-assignment"]),
             // Decoys.

@@ -55,7 +55,8 @@ pub fn planted(rng: &mut Rng) -> Vec<(&'static str, String)> {
         ("twilio-api-key", format!("TWILIO_KEY=SK{}", rng.pick(HEX, 32))),
         ("sendgrid-api-key", format!("SENDGRID=SG.{}.{}", rng.pick(B64URL, 22), rng.pick(B64URL, 43))),
         ("google-api-key", format!("maps_key: AIza{}", rng.pick(B64URL, 35))),
-        ("private-key", "-----BEGIN OPENSSH PRIVATE KEY-----".to_owned()),
+        // Assembled at run time so this source file is not itself a finding.
+        ("private-key", format!("-----BEGIN {} PRIVATE KEY-----", "OPENSSH")),
         ("jwt", format!("auth = \"eyJhbGciOiJIUzI1NiJ9.eyJ{}.{}\"", rng.pick(B64URL, 40), rng.pick(B64URL, 43))),
         ("url-credentials", format!("DATABASE_URL=postgres://app:{}@db.internal:5432/app", rng.pick(ALNUM, 18))),
         ("generic-assignment", format!("db_password = \"{}\"", rng.pick(ALNUM, 20))),

@@ -29,3 +29,23 @@ fn every_planted_secret_is_found_and_no_decoy_is() {
     assert!(extra.is_empty(), "findings on decoys or filler: {extra:?}");
     assert_eq!(rules.len(), 17, "every built-in rule has planted secrets");
 }
+
+#[test]
+fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    gen::write(dir.path(), 20, 20, 5, 3).unwrap();
+    let rules = RuleSet::built_in();
+    let (findings, _) = walk::scan_paths(&Scanner::new(rules.clone()), &[dir.path().to_owned()]);
+    assert!(!findings.is_empty());
+    let sarif = tessera_scan::report::sarif(&findings, &rules);
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../testdata/sarif-2.1.0-rtm.5.json")).expect("the vendored schema parses");
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let errors: Vec<String> =
+        validator.iter_errors(&sarif).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "SARIF does not validate: {errors:#?}");
+    // And a broken document is caught, so the check is real.
+    let mut broken = sarif.clone();
+    broken["runs"][0]["results"][0]["level"] = serde_json::json!("catastrophic");
+    assert!(!validator.is_valid(&broken));
+}
