@@ -12,7 +12,7 @@ SLICE_MB=${SLICE_MB:-20}
 command -v rg >/dev/null || { apt-get update -qq && apt-get install -y -qq ripgrep; }
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
 python3 -c 'import detect_secrets' 2>/dev/null || pip install -q detect-secrets || echo "detect-secrets unavailable"
-[ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release -q -p tessera-cli -p tessera-scan --example corpus
+[ "${SKIP_BUILD:-0}" = 1 ] || { cargo build --release -q -p tessera-cli && cargo build --release -q -p tessera-scan --example corpus; }
 tmp=${CORPUS_DIR:-$(mktemp -d)}
 if [ ! -f "$tmp/expected.tsv" ]; then
   echo "== generating ${MB} MB corpus in $tmp"
