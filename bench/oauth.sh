@@ -106,6 +106,10 @@ wait_url() {
 }
 
 echo "data dir: $tmp"
+# Run private copies: another build replacing target/release/* mid-run must not change the
+# binaries under test (or make the CLI differ from the server).
+cp "$tessera" "$tmp/tessera" && tessera="$tmp/tessera"
+cp "$baseline_bin" "$tmp/bench_baseline" && baseline_bin="$tmp/bench_baseline"
 TESSERA_DATA_DIR="$tmp" "$tessera" server --listen 127.0.0.1:0 --data-dir "$tmp" \
     >"$tmp/server.out" 2>"$tmp/server.err" &
 server_pid=$!
@@ -189,13 +193,47 @@ check_post token-jw "$url/env/bench/oauth2/token" "$jw_basic" grant_type=client_
     '.token_type == "Bearer" and (.access_token | split(".") | length == 3)'
 
 # ---------------------------------------------------------------------------
-# wrk helpers. run_wrk NAME URL [LUA] runs wrk and keeps its output in $tmp/wrk-NAME.txt.
+# CPU accounting around each wrk run, to see what the server costs per request and whether
+# anything else (another build, say) was using the 2 cores at the same time.
+clk_tck=$(getconf CLK_TCK 2>/dev/null || echo 100)
+# CPU time of a process (user + system), in clock ticks.
+proc_cpu() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# Busy time of the whole machine (user nice system irq softirq steal), in clock ticks.
+busy_cpu() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+now_s() { date +%s.%N; }
+
+# run_wrk NAME PID URL [LUA] runs wrk and keeps its output in $tmp/wrk-NAME.txt; PID is the
+# server under test. $tmp/cpu-NAME.txt gets: wall seconds, CPU ticks of tessera, of
+# bench_baseline, of the whole machine, and wrk's CPU seconds (-1 without /usr/bin/time).
 run_wrk() {
-    local name=$1 target=$2 lua=${3:-}
+    local name=$1 pid=$2 target=$3 lua=${4:-}
     local args=(-t"$WRK_THREADS" -c"$WRK_CONNS" -d"$WRK_DURATION" --latency)
     [[ -n "$lua" ]] && args+=(-s "$lua")
     echo "+ wrk ${args[*]} $target"
-    wrk "${args[@]}" "$target" | tee "$tmp/wrk-$name.txt"
+    local t0 s0 b0 m0 t1 s1 b1 m1 wrk_cpu=-1
+    t0=$(now_s) s0=$(proc_cpu "$server_pid") b0=$(proc_cpu "$baseline_pid") m0=$(busy_cpu)
+    if [[ -x /usr/bin/time ]]; then
+        /usr/bin/time -f '%U %S' -o "$tmp/time-$name.txt" wrk "${args[@]}" "$target" >"$tmp/wrk-$name.txt"
+        wrk_cpu=$(awk 'END {print $1 + $2}' "$tmp/time-$name.txt")
+    else
+        wrk "${args[@]}" "$target" >"$tmp/wrk-$name.txt"
+    fi
+    t1=$(now_s) s1=$(proc_cpu "$server_pid") b1=$(proc_cpu "$baseline_pid") m1=$(busy_cpu)
+    cat "$tmp/wrk-$name.txt"
+    echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}') $((s1 - s0)) $((b1 - b0)) $((m1 - m0)) $wrk_cpu" >"$tmp/cpu-$name.txt"
+    kill -0 "$pid" 2>/dev/null || die "the server under test (pid $pid) died during $name"
+}
+# cpu_us_per_req NAME tessera|baseline: CPU microseconds (user + system) that process spent
+# per request of run NAME. other_cores NAME: cores used during run NAME by anything other than
+# tessera, bench_baseline and wrk (another build on the machine, say).
+cpu_us_per_req() {
+    awk -v n="$(wrk_total "$tmp/wrk-$1.txt")" -v k="$2" -v hz="$clk_tck" '{
+        ticks = (k == "tessera") ? $2 : $3
+        if (n > 0) printf "%.1f", ticks / hz * 1e6 / n; else print "n/a" }' "$tmp/cpu-$1.txt"
+}
+other_cores() {
+    awk -v hz="$clk_tck" '{ if ($5 < 0 || $1 <= 0) { print "n/a"; exit }
+        o = ($4 - $2 - $3) / hz - $5; if (o < 0) o = 0; printf "%.2f", o / $1 }' "$tmp/cpu-$1.txt"
 }
 # Requests/sec as printed by wrk.
 wrk_rps() { awk '/^Requests\/sec:/ {print $2}' "$1"; }
@@ -232,22 +270,22 @@ post_lua "$tmp/token-jw.lua" /env/bench/oauth2/token "$jw_basic" grant_type=clie
 
 # ---------------------------------------------------------------------------
 step "5. Baseline: GET on bench_baseline (minimal axum handler)"
-run_wrk baseline "$base_url/"
+run_wrk baseline "$baseline_pid" "$base_url/"
 
 step "6. Introspection of the opaque token: POST /oauth2/introspect"
-run_wrk introspect-opaque "$url/oauth2/introspect" "$tmp/introspect-opaque.lua"
+run_wrk introspect-opaque "$server_pid" "$url/oauth2/introspect" "$tmp/introspect-opaque.lua"
 
 step "7. Introspection of the JWT: POST /oauth2/introspect"
-run_wrk introspect-jwt "$url/oauth2/introspect" "$tmp/introspect-jwt.lua"
+run_wrk introspect-jwt "$server_pid" "$url/oauth2/introspect" "$tmp/introspect-jwt.lua"
 
 step "8. Token endpoint, opaque tokens (client op): POST /env/bench/oauth2/token"
-run_wrk token-op "$url/env/bench/oauth2/token" "$tmp/token-op.lua"
+run_wrk token-op "$server_pid" "$url/env/bench/oauth2/token" "$tmp/token-op.lua"
 
 step "9. Token endpoint, EdDSA JWTs (client jw): POST /env/bench/oauth2/token"
-run_wrk token-jw "$url/env/bench/oauth2/token" "$tmp/token-jw.lua"
+run_wrk token-jw "$server_pid" "$url/env/bench/oauth2/token" "$tmp/token-jw.lua"
 
 step "10. Baseline again (drift check)"
-run_wrk baseline-end "$base_url/"
+run_wrk baseline-end "$baseline_pid" "$base_url/"
 
 # ---------------------------------------------------------------------------
 step "11. After the load: tokens still active, use counts, server state"
@@ -279,21 +317,25 @@ base_rps=$(awk -v a="$base1" -v b="$base2" 'BEGIN { printf "%.2f", (a + b) / 2 }
 {
     echo "Tessera OAuth endpoints, loopback, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -t$WRK_THREADS -c$WRK_CONNS -d$WRK_DURATION"
     echo "ratios are to the mean of the two baseline runs ($base_rps req/s)"
-    printf '%-34s %12s %10s %10s %10s %8s\n' "benchmark" "requests/s" "p50 ms" "p99 ms" "x baseline" "non-2xx"
+    echo "srv CPU = CPU time (user+sys) of the server under test per request; other = cores used by"
+    echo "processes other than tessera, bench_baseline and wrk during the run (should be ~0)"
+    printf '%-32s %11s %8s %8s %10s %7s %11s %6s\n' "benchmark" "requests/s" "p50 ms" "p99 ms" "x baseline" \
+        "non-2xx" "srv CPU us" "other"
     for name in baseline introspect-opaque introspect-jwt token-op token-jw baseline-end; do
         f="$tmp/wrk-$name.txt"
+        kind=tessera
         case $name in
-            baseline) label="baseline GET (start)" ;;
+            baseline) label="baseline GET (start)" kind=baseline ;;
             introspect-opaque) label="introspect, opaque token" ;;
             introspect-jwt) label="introspect, EdDSA JWT" ;;
             token-op) label="token endpoint, opaque (op)" ;;
             token-jw) label="token endpoint, EdDSA JWT (jw)" ;;
-            baseline-end) label="baseline GET (end)" ;;
+            baseline-end) label="baseline GET (end)" kind=baseline ;;
         esac
         rps=$(wrk_rps "$f")
-        printf '%-34s %12s %10s %10s %10s %8s\n' "$label" "$rps" \
+        printf '%-32s %11s %8s %8s %10s %7s %11s %6s\n' "$label" "$rps" \
             "$(to_ms "$(wrk_pct "$f" 50%)")" "$(to_ms "$(wrk_pct "$f" 99%)")" \
-            "$(ratio "$rps" "$base_rps")" "$(wrk_non2xx "$f")"
+            "$(ratio "$rps" "$base_rps")" "$(wrk_non2xx "$f")" "$(cpu_us_per_req "$name" "$kind")" "$(other_cores "$name")"
         e=$(wrk_errors "$f")
         [[ -z "$e" ]] || echo "    $label: $e"
     done

@@ -314,3 +314,59 @@ fn signals_are_forwarded_and_a_killed_runner_is_reaped() {
     }
     assert!(killed_at.elapsed() < Duration::from_secs(10), "reaped in {:?}", killed_at.elapsed());
 }
+
+#[test]
+fn gateway_and_secret_needs_and_the_env_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let work = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "{TOML}\n[clients.gw-tests]\nscopes = {{ staging = [\"gw:payments\"] }}\n\n[upstreams.payments]\nenv = \"staging\"\nurl = \"http://127.0.0.1:9\"\nsecret = \"payments-key\"\n\n[needs.PAYMENTS]\nupstream = \"payments\"\n\n[needs.LEGACY_KEY]\nsecret = \"legacy-key\"\n"
+    );
+    write_config(work.path(), &toml);
+    assert!(in_dir(&s, work.path(), &["apply"]).status.success());
+    for (name, value) in [("payments-key", "sk_test_payments_value_1"), ("legacy-key", "legacy-value-123456")] {
+        let mut child = Command::new(BIN)
+            .args(["secret", "set", "staging", name])
+            .env("TESSERA_URL", &s.url)
+            .env("TESSERA_TOKEN", &s.root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(value.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+    let script = r#"set -e
+test -n "$PAYMENTS_TOKEN"
+case "$PAYMENTS_URL" in */gw/payments) ;; *) exit 3 ;; esac
+test "$LEGACY_KEY" = "legacy-value-123456" || exit 4
+test "$(stat -c %a "$TESSERA_ENV_FILE")" = 600 || exit 5
+grep -q "^LEGACY_KEY=" "$TESSERA_ENV_FILE" || exit 6
+echo "$TESSERA_ENV_FILE" > env-file-path
+echo "key=$LEGACY_KEY"
+"#;
+    let out = Command::new(BIN)
+        .args(["run", "--env", "staging", "--env-file", "--", "sh", "-c", script])
+        .env("TESSERA_URL", &s.url)
+        .env("TESSERA_TOKEN", &s.root)
+        .current_dir(work.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!stdout.contains("legacy-value-123456"), "secret values are masked too: {stdout}");
+    let env_file = std::fs::read_to_string(work.path().join("env-file-path")).unwrap();
+    assert!(!std::path::Path::new(env_file.trim()).exists(), "the env file is removed after the run");
+    // --no-mask opts out.
+    let out = Command::new(BIN)
+        .args(["run", "--env", "staging", "--no-mask", "--", "sh", "-c", "echo key=$LEGACY_KEY"])
+        .env("TESSERA_URL", &s.url)
+        .env("TESSERA_TOKEN", &s.root)
+        .current_dir(work.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("key=legacy-value-123456"));
+}
