@@ -46,7 +46,7 @@ PY
 )
 echo "== detect-secrets on a ${SLICE_MB} MB slice"
 slice=$tmp-slice; rm -rf "$slice"; mkdir -p "$slice"
-find "$tmp" -type f -name '0*' | head -n $((SLICE_MB * 1024 / 20)) | xargs -I{} cp {} "$slice/"
+{ find "$tmp" -type f -name '0*' || true; } | head -n $((SLICE_MB * 1024 / 20)) | xargs -I{} cp {} "$slice/"
 slice_mb=$(du -sm "$slice" | cut -f1)
 ds_line="not run"
 if python3 -c 'import detect_secrets' 2>/dev/null; then
