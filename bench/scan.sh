@@ -25,7 +25,7 @@ sync; cat $(find "$tmp" -type f) >/dev/null  # warm the page cache for every too
 
 timed() { # prints "seconds peak_kb" of "$@", output to $out
   /usr/bin/time -f '%e %M' -o "$tmp.time" "$@" >"$out" 2>/dev/null || true
-  cat "$tmp.time"
+  tail -n 1 "$tmp.time"   # after "Command exited with non-zero status N" when there are findings
 }
 
 PATTERN='tsr_[0-9A-Za-z]{38}|tsc_[0-9A-Za-z]{49}|(AKIA|ASIA)[0-9A-Z]{16}|gh[pousr]_[0-9A-Za-z]{36}|github_pat_[0-9A-Za-z_]{82}|glpat-[0-9A-Za-z_-]{20}|xox[abposr]-[0-9A-Za-z-]{10,}|hooks\.slack\.com/services/|[sr]k_(live|test)_[0-9A-Za-z]{24,}|SK[0-9a-f]{32}|SG\.[0-9A-Za-z_-]{22}\.[0-9A-Za-z_-]{43}|AIza[0-9A-Za-z_-]{35}|PRIVATE KEY-----|eyJ[0-9A-Za-z_-]{10,}\.eyJ|://[^/ :@]+:[^/ :@]+@|(?i)(password|passwd|secret|token|api_?key|access_?key)[a-z0-9_-]*["'"'"']?\s*[:=]'
@@ -50,7 +50,8 @@ slice=$tmp-slice; rm -rf "$slice"; mkdir -p "$slice"
 slice_mb=$(du -sm "$slice" | cut -f1)
 ds_line="not run"
 if python3 -c 'import detect_secrets' 2>/dev/null; then
-  out=$tmp.ds; read -r ds_s ds_kb < <(timed python3 -m detect_secrets scan --all-files "$slice")
+  # detect-secrets finds nothing when given an absolute path outside its working directory.
+  out=$tmp.ds; read -r ds_s ds_kb < <(timed sh -c "cd '$slice' && exec python3 -m detect_secrets scan --all-files .")
   ds_hits=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sum(len(v) for v in r["results"].values()))' "$out" 2>/dev/null || echo "?")
   ds_line=$(awk -v s="$ds_s" -v m="$slice_mb" -v k="$ds_kb" -v h="$ds_hits" 'BEGIN {printf "%.1f MB/s, peak %d MB, %s findings on %d MB", m/s, k/1024, h, m}')
 fi
