@@ -51,6 +51,11 @@ else
 fi
 [[ -x "$tessera" ]] || die "$tessera not found after the build"
 [[ -x "$baseline_bin" ]] || die "$baseline_bin not found after the build"
+echo "tessera binary: built $(date -u -r "$tessera" +%Y-%m-%dT%H:%M:%SZ), sha256 $(sha256sum "$tessera" | cut -c1-12)"
+if head=$(git -C "$repo_root" rev-parse --short HEAD 2>/dev/null); then
+    dirty=$(git -C "$repo_root" status --porcelain --untracked-files=no -- crates Cargo.toml Cargo.lock | wc -l)
+    echo "source: HEAD $head, $dirty modified tracked files under crates/ and Cargo.* (now; the binary may be older)"
+fi
 
 # ---------------------------------------------------------------------------
 step "2. Start the upstream (bench_baseline) and tessera (fresh data dir)"
@@ -101,6 +106,10 @@ wait_url() {
 }
 
 echo "data dir: $tmp"
+# Run private copies: another build replacing target/release/* mid-run must not change the
+# binaries under test (or make the CLI differ from the server).
+cp "$tessera" "$tmp/tessera" && tessera="$tmp/tessera"
+cp "$baseline_bin" "$tmp/bench_baseline" && baseline_bin="$tmp/bench_baseline"
 "$baseline_bin" 127.0.0.1:0 >"$tmp/baseline.out" 2>"$tmp/baseline.err" &
 baseline_pid=$!
 echo "bench_baseline (upstream) pid: $baseline_pid"
@@ -157,13 +166,48 @@ tr -d '\r' <"$tmp/sample-gw.headers" | sed 's/^/    /'
 [[ "$(jq -c . "$tmp/sample-gw.json" 2>/dev/null)" == '{"ok":true}' ]] || die 'the gateway did not pass {"ok":true} through'
 
 # ---------------------------------------------------------------------------
-# wrk helpers. run_wrk NAME THREADS CONNS URL [LUA] keeps the output in $tmp/wrk-NAME.txt.
+# CPU accounting around each wrk run, to see what each server costs per request and whether
+# anything else (another build, say) was using the 2 cores at the same time.
+clk_tck=$(getconf CLK_TCK 2>/dev/null || echo 100)
+# CPU time of a process (user + system), in clock ticks.
+proc_cpu() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# Busy time of the whole machine (user nice system irq softirq steal), in clock ticks.
+busy_cpu() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+now_s() { date +%s.%N; }
+
+# run_wrk NAME THREADS CONNS URL [LUA] keeps the output in $tmp/wrk-NAME.txt, and in
+# $tmp/cpu-NAME.txt: wall seconds, CPU ticks of tessera, of bench_baseline, of the whole
+# machine, and wrk's CPU seconds (-1 without /usr/bin/time).
 run_wrk() {
     local name=$1 threads=$2 conns=$3 target=$4 lua=${5:-}
     local args=(-t"$threads" -c"$conns" -d"$WRK_DURATION" --latency)
     [[ -n "$lua" ]] && args+=(-s "$lua")
     echo "+ wrk ${args[*]} $target"
-    wrk "${args[@]}" "$target" | tee "$tmp/wrk-$name.txt"
+    local t0 s0 b0 m0 t1 s1 b1 m1 wrk_cpu=-1
+    t0=$(now_s) s0=$(proc_cpu "$server_pid") b0=$(proc_cpu "$baseline_pid") m0=$(busy_cpu)
+    if [[ -x /usr/bin/time ]]; then
+        /usr/bin/time -f '%U %S' -o "$tmp/time-$name.txt" wrk "${args[@]}" "$target" >"$tmp/wrk-$name.txt"
+        wrk_cpu=$(awk 'END {print $1 + $2}' "$tmp/time-$name.txt")
+    else
+        wrk "${args[@]}" "$target" >"$tmp/wrk-$name.txt"
+    fi
+    t1=$(now_s) s1=$(proc_cpu "$server_pid") b1=$(proc_cpu "$baseline_pid") m1=$(busy_cpu)
+    cat "$tmp/wrk-$name.txt"
+    echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}') $((s1 - s0)) $((b1 - b0)) $((m1 - m0)) $wrk_cpu" >"$tmp/cpu-$name.txt"
+    kill -0 "$server_pid" 2>/dev/null || die "tessera died during $name"
+    kill -0 "$baseline_pid" 2>/dev/null || die "bench_baseline died during $name"
+}
+# cpu_us_per_req NAME tessera|baseline: CPU microseconds (user + system) that process spent
+# per request of run NAME. other_cores NAME: cores used during run NAME by anything other than
+# tessera, bench_baseline and wrk (another build on the machine, say).
+cpu_us_per_req() {
+    awk -v n="$(wrk_total "$tmp/wrk-$1.txt")" -v k="$2" -v hz="$clk_tck" '{
+        ticks = (k == "tessera") ? $2 : $3
+        if (n > 0) printf "%.1f", ticks / hz * 1e6 / n; else print "n/a" }' "$tmp/cpu-$1.txt"
+}
+other_cores() {
+    awk -v hz="$clk_tck" '{ if ($5 < 0 || $1 <= 0) { print "n/a"; exit }
+        o = ($4 - $2 - $3) / hz - $5; if (o < 0) o = 0; printf "%.2f", o / $1 }' "$tmp/cpu-$1.txt"
 }
 # Requests/sec as printed by wrk.
 wrk_rps() { awk '/^Requests\/sec:/ {print $2}' "$1"; }
@@ -206,7 +250,7 @@ echo "gateway: HTTP $code $(head -c 300 "$tmp/sample-gw-after.json")"
 # Uses are counted per gateway request and flushed to the store every second.
 sleep 2
 token_id=$("$tessera" token list --env bench --client gwc -o json 2>/dev/null |
-    jq -r '(.tokens // .)[0].id // empty' 2>/dev/null || true)
+    jq -r '(if type == "array" then . else .tokens end)[0].id // empty' 2>/dev/null || true)
 uses="?"
 if [[ -n "$token_id" ]]; then
     uses=$("$tessera" token show "$token_id" -o json 2>/dev/null |
@@ -226,7 +270,10 @@ verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN {
     else printf "MISSED (%.1fx the limit)\n", v / t }'; }
 {
     echo "Tessera gateway, loopback, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -d$WRK_DURATION"
-    printf '%-28s %12s %10s %10s %8s\n' "benchmark" "requests/s" "p50 us" "p99 us" "non-2xx"
+    echo "CPU us/req = CPU time (user+sys) of tessera / of the upstream per request; other = cores used"
+    echo "by processes other than tessera, bench_baseline and wrk during the run (should be ~0)"
+    printf '%-22s %11s %8s %8s %8s %12s %13s %6s\n' "benchmark" "requests/s" "p50 us" "p99 us" "non-2xx" \
+        "tessera CPU" "upstream CPU" "other"
     for name in direct-c1 gw-c1 direct-c50 gw-c50; do
         f="$tmp/wrk-$name.txt"
         case $name in
@@ -235,8 +282,9 @@ verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN {
             direct-c50) label="direct, -t2 -c50" ;;
             gw-c50) label="gateway, -t2 -c50" ;;
         esac
-        printf '%-28s %12s %10s %10s %8s\n' "$label" "$(wrk_rps "$f")" \
-            "$(to_us "$(wrk_pct "$f" 50%)")" "$(to_us "$(wrk_pct "$f" 99%)")" "$(wrk_non2xx "$f")"
+        printf '%-22s %11s %8s %8s %8s %12s %13s %6s\n' "$label" "$(wrk_rps "$f")" \
+            "$(to_us "$(wrk_pct "$f" 50%)")" "$(to_us "$(wrk_pct "$f" 99%)")" "$(wrk_non2xx "$f")" \
+            "$(cpu_us_per_req "$name" tessera)" "$(cpu_us_per_req "$name" baseline)" "$(other_cores "$name")"
         e=$(wrk_errors "$f")
         [[ -z "$e" ]] || echo "    $label: $e"
     done

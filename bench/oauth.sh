@@ -5,12 +5,11 @@
 #   bench/oauth.sh
 #
 # Measures, against one freshly started server with a fresh SQLite data dir:
-#   - GET  <bench_baseline>/                 (baseline: minimal axum handler, fixed {"ok":true})
 #   - POST /oauth2/introspect, opaque token  (resource server "rs" authenticates with HTTP Basic)
 #   - POST /oauth2/introspect, EdDSA JWT     (same)
 #   - POST /env/bench/oauth2/token           (client_credentials; client "op": opaque tokens,
 #                                             client "jw": EdDSA JWTs), tokens/s
-#   - the baseline once more at the end (drift check)
+# each right after a baseline run: GET <bench_baseline>/ (minimal axum handler, fixed {"ok":true}).
 #
 # Knobs (environment variables):
 #   WRK_THREADS (2) WRK_CONNS (50) WRK_DURATION (10s)
@@ -56,6 +55,11 @@ else
 fi
 [[ -x "$tessera" ]] || die "$tessera not found after the build"
 [[ -x "$baseline_bin" ]] || die "$baseline_bin not found after the build"
+echo "tessera binary: built $(date -u -r "$tessera" +%Y-%m-%dT%H:%M:%SZ), sha256 $(sha256sum "$tessera" | cut -c1-12)"
+if head=$(git -C "$repo_root" rev-parse --short HEAD 2>/dev/null); then
+    dirty=$(git -C "$repo_root" status --porcelain --untracked-files=no -- crates Cargo.toml Cargo.lock | wc -l)
+    echo "source: HEAD $head, $dirty modified tracked files under crates/ and Cargo.* (now; the binary may be older)"
+fi
 
 # ---------------------------------------------------------------------------
 step "2. Start tessera (fresh data dir) and the baseline server"
@@ -269,26 +273,25 @@ post_lua "$tmp/token-op.lua" /env/bench/oauth2/token "$op_basic" grant_type=clie
 post_lua "$tmp/token-jw.lua" /env/bench/oauth2/token "$jw_basic" grant_type=client_credentials
 
 # ---------------------------------------------------------------------------
-step "5. Baseline: GET on bench_baseline (minimal axum handler)"
-run_wrk baseline "$baseline_pid" "$base_url/"
-
-step "6. Introspection of the opaque token: POST /oauth2/introspect"
-run_wrk introspect-opaque "$server_pid" "$url/oauth2/introspect" "$tmp/introspect-opaque.lua"
-
-step "7. Introspection of the JWT: POST /oauth2/introspect"
-run_wrk introspect-jwt "$server_pid" "$url/oauth2/introspect" "$tmp/introspect-jwt.lua"
-
-step "8. Token endpoint, opaque tokens (client op): POST /env/bench/oauth2/token"
-run_wrk token-op "$server_pid" "$url/env/bench/oauth2/token" "$tmp/token-op.lua"
-
-step "9. Token endpoint, EdDSA JWTs (client jw): POST /env/bench/oauth2/token"
-run_wrk token-jw "$server_pid" "$url/env/bench/oauth2/token" "$tmp/token-jw.lua"
-
-step "10. Baseline again (drift check)"
-run_wrk baseline-end "$baseline_pid" "$base_url/"
+# Each endpoint is measured right after its own baseline run (the same wrk settings against
+# bench_baseline), so a ratio compares two adjacent 10 s windows even if the machine's load
+# changes during the script.
+pair() {
+    local name=$1 title=$2 path=$3
+    step "$title"
+    run_wrk "base-$name" "$baseline_pid" "$base_url/"
+    run_wrk "$name" "$server_pid" "$url$path" "$tmp/$name.lua"
+}
+pair introspect-opaque "5. Introspection of the opaque token: POST /oauth2/introspect (after its baseline)" \
+    /oauth2/introspect
+pair introspect-jwt "6. Introspection of the JWT: POST /oauth2/introspect (after its baseline)" /oauth2/introspect
+pair token-op "7. Token endpoint, opaque tokens (client op): POST /env/bench/oauth2/token (after its baseline)" \
+    /env/bench/oauth2/token
+pair token-jw "8. Token endpoint, EdDSA JWTs (client jw): POST /env/bench/oauth2/token (after its baseline)" \
+    /env/bench/oauth2/token
 
 # ---------------------------------------------------------------------------
-step "11. After the load: tokens still active, use counts, server state"
+step "9. After the load: tokens still active, use counts, server state"
 check_post introspect-opaque-after "$url/oauth2/introspect" "$rs_basic" "token=$opaque" '.active == true'
 check_post introspect-jwt-after "$url/oauth2/introspect" "$rs_basic" "token=$jwt" '.active == true'
 # Each successful introspection by a client counts one use; the counts are flushed to the
@@ -310,34 +313,33 @@ baseline_rss=$(awk '/^VmRSS:/ {print $2, $3}' "/proc/$baseline_pid/status" 2>/de
 kill -0 "$server_pid" 2>/dev/null || die "tessera is no longer running"
 
 # ---------------------------------------------------------------------------
-step "12. Summary"
-base1=$(wrk_rps "$tmp/wrk-baseline.txt")
-base2=$(wrk_rps "$tmp/wrk-baseline-end.txt")
-base_rps=$(awk -v a="$base1" -v b="$base2" 'BEGIN { printf "%.2f", (a + b) / 2 }')
+step "10. Summary"
 {
     echo "Tessera OAuth endpoints, loopback, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -t$WRK_THREADS -c$WRK_CONNS -d$WRK_DURATION"
-    echo "ratios are to the mean of the two baseline runs ($base_rps req/s)"
+    echo "x baseline = requests/s over those of the bench_baseline run just before (the 'baseline' line above it)."
     echo "srv CPU = CPU time (user+sys) of the server under test per request; other = cores used by"
-    echo "processes other than tessera, bench_baseline and wrk during the run (should be ~0)"
+    echo "processes other than tessera, bench_baseline and wrk during the run (should be ~0)."
     printf '%-32s %11s %8s %8s %10s %7s %11s %6s\n' "benchmark" "requests/s" "p50 ms" "p99 ms" "x baseline" \
         "non-2xx" "srv CPU us" "other"
-    for name in baseline introspect-opaque introspect-jwt token-op token-jw baseline-end; do
-        f="$tmp/wrk-$name.txt"
-        kind=tessera
+    row() {
+        local name=$1 label=$2 kind=$3 base=$4 f="$tmp/wrk-$1.txt" rps
+        rps=$(wrk_rps "$f")
+        printf '%-32s %11s %8s %8s %10s %7s %11s %6s\n' "$label" "$rps" \
+            "$(to_ms "$(wrk_pct "$f" 50%)")" "$(to_ms "$(wrk_pct "$f" 99%)")" \
+            "$(ratio "$rps" "$base")" "$(wrk_non2xx "$f")" "$(cpu_us_per_req "$name" "$kind")" "$(other_cores "$name")"
+        e=$(wrk_errors "$f")
+        [[ -z "$e" ]] || echo "    $label: $e"
+    }
+    for name in introspect-opaque introspect-jwt token-op token-jw; do
         case $name in
-            baseline) label="baseline GET (start)" kind=baseline ;;
             introspect-opaque) label="introspect, opaque token" ;;
             introspect-jwt) label="introspect, EdDSA JWT" ;;
             token-op) label="token endpoint, opaque (op)" ;;
             token-jw) label="token endpoint, EdDSA JWT (jw)" ;;
-            baseline-end) label="baseline GET (end)" kind=baseline ;;
         esac
-        rps=$(wrk_rps "$f")
-        printf '%-32s %11s %8s %8s %10s %7s %11s %6s\n' "$label" "$rps" \
-            "$(to_ms "$(wrk_pct "$f" 50%)")" "$(to_ms "$(wrk_pct "$f" 99%)")" \
-            "$(ratio "$rps" "$base_rps")" "$(wrk_non2xx "$f")" "$(cpu_us_per_req "$name" "$kind")" "$(other_cores "$name")"
-        e=$(wrk_errors "$f")
-        [[ -z "$e" ]] || echo "    $label: $e"
+        base=$(wrk_rps "$tmp/wrk-base-$name.txt")
+        row "base-$name" "  baseline GET" baseline "$base"
+        row "$name" "$label" tessera "$base"
     done
     echo
     echo "Targets:"
@@ -347,11 +349,12 @@ base_rps=$(awk -v a="$base1" -v b="$base2" 'BEGIN { printf "%.2f", (a + b) / 2 }
         else printf "MISSED (%.2fx the limit)\n", v / t }'; }
     for name in introspect-opaque introspect-jwt; do
         f="$tmp/wrk-$name.txt"
-        r=$(ratio "$(wrk_rps "$f")" "$base_rps")
+        r=$(ratio "$(wrk_rps "$f")" "$(wrk_rps "$tmp/wrk-base-$name.txt")")
         p99=$(to_ms "$(wrk_pct "$f" 99%)")
-        printf '  %-26s ratio %s (target >= %s): %s; p99 %s ms (target < %s ms): %s\n' "$name" \
-            "$r" "$TARGET_INTROSPECT_RATIO" "$(verdict "$r" "$TARGET_INTROSPECT_RATIO" ">=")" \
-            "$p99" "$TARGET_INTROSPECT_P99_MS" "$(verdict "$p99" "$TARGET_INTROSPECT_P99_MS" "<")"
+        printf '  %-26s ratio %s (target >= %s): %s; p99 %s ms (target < %s ms): %s [baseline p99 %s ms]\n' \
+            "$name" "$r" "$TARGET_INTROSPECT_RATIO" "$(verdict "$r" "$TARGET_INTROSPECT_RATIO" ">=")" \
+            "$p99" "$TARGET_INTROSPECT_P99_MS" "$(verdict "$p99" "$TARGET_INTROSPECT_P99_MS" "<")" \
+            "$(to_ms "$(wrk_pct "$tmp/wrk-base-$name.txt" 99%)")"
     done
     for name in token-op token-jw; do
         f="$tmp/wrk-$name.txt"

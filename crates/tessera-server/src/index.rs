@@ -78,6 +78,14 @@ impl TokenIndex {
         inner.by_id.insert(token.id.clone(), Arc::new(Entry { token, usage }));
     }
 
+    /// Lets `hash` (of a verified JWT's text) find the indexed token `id`.
+    pub fn alias(&self, hash: TokenHash, id: &str) {
+        let mut inner = self.inner.write().expect("index lock poisoned");
+        if inner.by_id.contains_key(id) {
+            inner.by_hash.insert(hash, id.to_owned());
+        }
+    }
+
     /// Replaces the record of a token already indexed (after renew, revoke, rotate). Tokens
     /// not in the index are left out: they will be loaded on their next use.
     pub fn refresh(&self, token: Token) {

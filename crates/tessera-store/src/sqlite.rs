@@ -609,22 +609,23 @@ async fn apply_change(conn: &mut SqliteConnection, change: &Change, outcome: &mu
                 .await?;
         }
         Change::RecordGatewayUse(rows) => {
-            for u in rows {
-                sqlx::query(
-                    "INSERT INTO gateway_usage (at, env, upstream, token_id, run_id, method, path, status, latency_us) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(micros(u.at))
-                .bind(&u.env)
-                .bind(&u.upstream)
-                .bind(&u.token_id)
-                .bind(&u.run_id)
-                .bind(&u.method)
-                .bind(&u.path)
-                .bind(i64::from(u.status))
-                .bind(u.latency_us as i64)
-                .execute(&mut *conn)
-                .await?;
+            // One multi-row INSERT per chunk: a flush is one round trip, not one per request.
+            for chunk in rows.chunks(500) {
+                let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                    "INSERT INTO gateway_usage (at, env, upstream, token_id, run_id, method, path, status, latency_us) ",
+                );
+                q.push_values(chunk, |mut b, u| {
+                    b.push_bind(micros(u.at))
+                        .push_bind(u.env.clone())
+                        .push_bind(u.upstream.clone())
+                        .push_bind(u.token_id.clone())
+                        .push_bind(u.run_id.clone())
+                        .push_bind(u.method.clone())
+                        .push_bind(u.path.clone())
+                        .push_bind(i64::from(u.status))
+                        .push_bind(u.latency_us as i64);
+                });
+                q.build().execute(&mut *conn).await?;
             }
         }
     }
