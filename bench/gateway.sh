@@ -24,86 +24,10 @@ STARTUP_DEADLINE=${STARTUP_DEADLINE:-30}
 TARGET_ADDED_P50_US=150
 TARGET_THROUGHPUT_RATIO=0.6
 
-script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo_root=$(cd "$script_dir/.." && pwd)
-tessera="$repo_root/target/release/tessera"
-baseline_bin="$repo_root/target/release/examples/bench_baseline"
-
-step() { printf '\n==> %s\n' "$*"; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
-# ---------------------------------------------------------------------------
-step "1. Tools and build"
-if command -v wrk >/dev/null 2>&1; then
-    echo "wrk: $(command -v wrk)"
-else
-    echo "wrk missing; installing it with apt-get"
-    (apt-get update -qq && apt-get install -y -qq wrk)
-fi
-command -v wrk >/dev/null 2>&1 || die "wrk is not available"
-command -v curl >/dev/null 2>&1 || die "curl is not available"
-command -v jq >/dev/null 2>&1 || die "jq is not available (apt-get install jq)"
-if [[ "${SKIP_BUILD:-}" == 1 && -x "$tessera" && -x "$baseline_bin" ]]; then
-    echo "SKIP_BUILD=1: using existing $tessera and $baseline_bin"
-else
-    echo "cargo build --release -p tessera-cli -p tessera-server --bin tessera --example bench_baseline   (in $repo_root)"
-    (cd "$repo_root" && cargo build --release -p tessera-cli -p tessera-server --bin tessera --example bench_baseline)
-fi
-[[ -x "$tessera" ]] || die "$tessera not found after the build"
-[[ -x "$baseline_bin" ]] || die "$baseline_bin not found after the build"
-echo "tessera binary: built $(date -u -r "$tessera" +%Y-%m-%dT%H:%M:%SZ), sha256 $(sha256sum "$tessera" | cut -c1-12)"
-if head=$(git -C "$repo_root" rev-parse --short HEAD 2>/dev/null); then
-    dirty=$(git -C "$repo_root" status --porcelain --untracked-files=no -- crates Cargo.toml Cargo.lock | wc -l)
-    echo "source: HEAD $head, $dirty modified tracked files under crates/ and Cargo.* (now; the binary may be older)"
-fi
-
-# ---------------------------------------------------------------------------
-step "2. Start the upstream (bench_baseline) and tessera (fresh data dir)"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/tessera-bench-gw.XXXXXX")
-server_pid=""
-baseline_pid=""
-stop_pid() {
-    local pid=$1
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kill "$pid" 2>/dev/null || true
-    # Bounded wait for a clean shutdown, then force.
-    for _ in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-    stop_pid "$server_pid"
-    stop_pid "$baseline_pid"
-    if [[ "${KEEP_TMP:-}" == 1 ]]; then
-        echo "kept $tmp (server.*, baseline.*, wrk-*.txt)"
-    else
-        rm -rf "$tmp"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# wait_url FILE PREFIX PID NAME: polls FILE for a line "PREFIXhttp://ADDR", prints the URL.
-wait_url() {
-    local file=$1 prefix=$2 pid=$3 name=$4 line deadline=$((SECONDS + STARTUP_DEADLINE))
-    while ((SECONDS < deadline)); do
-        line=$(grep -m1 -E "^${prefix}http://" "$file" || true)
-        if [[ -n "$line" ]]; then
-            line=${line#"$prefix"}
-            case "$line" in
-                http://127.0.0.1:*) echo "$line"; return 0 ;;
-                *) die "$name announced a non-loopback URL: $line" ;;
-            esac
-        fi
-        kill -0 "$pid" 2>/dev/null || die "$name exited during startup"
-        sleep 0.1
-    done
-    die "$name did not announce its address within ${STARTUP_DEADLINE}s"
-}
+BENCH_NAME=gw
+STEP2_TITLE="Start the upstream (bench_baseline) and tessera (fresh data dir)"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 echo "data dir: $tmp"
 # Run private copies: another build replacing target/release/* mid-run must not change the
