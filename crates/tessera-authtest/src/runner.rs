@@ -196,18 +196,10 @@ async fn send(
                 last = e.to_string();
                 tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
             }
-            Err(e) => return Err(format!("request failed: {}", root_cause(&e))),
+            Err(e) => return Err(format!("request failed: {}", tessera_client::root_cause(&e))),
         }
     }
     Err(format!("cannot connect: {last}"))
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(n) = cur.source() {
-        cur = n;
-    }
-    cur.to_string()
 }
 
 fn wanted(s: &Settings, case: &str) -> bool {

@@ -406,7 +406,7 @@ impl Client {
 
 /// The innermost cause of a transport error ("connection refused"), which is what a user
 /// needs; reqwest's outer layers only say "error sending request".
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     while let Some(next) = cur.source() {
         cur = next;

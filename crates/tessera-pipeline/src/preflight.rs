@@ -201,7 +201,7 @@ async fn run_probe(
         .await;
     let _ = client.revoke_token(&minted.info.id, &RevokeToken { reason: Some("preflight probe done".into()) }).await;
     match result {
-        Err(e) => Err(format!("probe {} {}: {}", probe.method, probe.url, root_cause(&e))),
+        Err(e) => Err(format!("probe {} {}: {}", probe.method, probe.url, tessera_client::root_cause(&e))),
         Ok(r) if r.status().as_u16() == probe.expect => Ok(()),
         Ok(r) => Err(format!(
             "probe {} {} answered {}, expected {}",
@@ -211,12 +211,4 @@ async fn run_probe(
             probe.expect
         )),
     }
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }

@@ -300,9 +300,7 @@ async fn apply_change(conn: &mut SqliteConnection, change: &Change, outcome: &mu
             .bind(old_id)
             .execute(&mut *conn)
             .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::Conflict(format!("token {old_id} was revoked or rotated meanwhile")));
-            }
+            changed_one(&done, || StoreError::Conflict(format!("token {old_id} was revoked or rotated meanwhile")))?;
             insert_token(conn, new).await?;
         }
         Change::RenewToken { id, expires_at } => {
@@ -313,9 +311,7 @@ async fn apply_change(conn: &mut SqliteConnection, change: &Change, outcome: &mu
             .bind(id)
             .execute(&mut *conn)
             .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::Conflict(format!("token {id} was revoked or rotated meanwhile")));
-            }
+            changed_one(&done, || StoreError::Conflict(format!("token {id} was revoked or rotated meanwhile")))?;
         }
         Change::RevokeTokens { ids, at, reason } => {
             for id in ids {
@@ -354,9 +350,7 @@ async fn apply_change(conn: &mut SqliteConnection, change: &Change, outcome: &mu
                 .bind(old)
                 .execute(&mut *conn)
                 .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::Conflict(format!("signing key {old} is no longer current")));
-                }
+                changed_one(&done, || StoreError::Conflict(format!("signing key {old} is no longer current")))?;
             }
             let done = sqlx::query(
                 "UPDATE signing_keys SET state = 'current', activated_at = ? WHERE kid = ? AND state = 'next'",
@@ -365,9 +359,7 @@ async fn apply_change(conn: &mut SqliteConnection, change: &Change, outcome: &mu
             .bind(promote)
             .execute(&mut *conn)
             .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::Conflict(format!("signing key {promote} is no longer the next key")));
-            }
+            changed_one(&done, || StoreError::Conflict(format!("signing key {promote} is no longer the next key")))?;
             insert_key(conn, next).await?;
         }
         Change::DropSigningKey { kid } => {
@@ -581,9 +573,7 @@ async fn apply_change(conn: &mut SqliteConnection, change: &Change, outcome: &mu
                     .bind(id)
                     .execute(&mut *conn)
                     .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::Conflict(format!("run {id} is not running")));
-            }
+            changed_one(&done, || StoreError::Conflict(format!("run {id} is not running")))?;
         }
         Change::EndRun { id, at, exit_code, status, tokens_revoked } => {
             let done = sqlx::query(
@@ -597,9 +587,7 @@ async fn apply_change(conn: &mut SqliteConnection, change: &Change, outcome: &mu
             .bind(id)
             .execute(&mut *conn)
             .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::Conflict(format!("run {id} already ended")));
-            }
+            changed_one(&done, || StoreError::Conflict(format!("run {id} already ended")))?;
         }
         Change::AddRunTokens { id, count } => {
             sqlx::query("UPDATE runs SET tokens_minted = tokens_minted + ? WHERE id = ?")
@@ -628,6 +616,14 @@ async fn apply_change(conn: &mut SqliteConnection, change: &Change, outcome: &mu
                 q.build().execute(&mut *conn).await?;
             }
         }
+    }
+    Ok(())
+}
+
+/// A conditional UPDATE must have matched a row; otherwise the state changed meanwhile.
+fn changed_one(done: &sqlx::sqlite::SqliteQueryResult, conflict: impl FnOnce() -> StoreError) -> Result<()> {
+    if done.rows_affected() == 0 {
+        return Err(conflict());
     }
     Ok(())
 }

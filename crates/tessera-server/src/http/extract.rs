@@ -4,7 +4,7 @@
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use serde::de::DeserializeOwned;
 use tessera_core::{Access, InactiveReason, Scope, ScopeSet, TokenSecret};
@@ -50,8 +50,8 @@ impl Caller {
 }
 
 /// Extracts the bearer token of `Authorization` (scheme matched case-insensitively).
-pub fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
-    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
     let value =
@@ -71,7 +71,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let raw = bearer(parts)?.ok_or(ApiError::MissingCredentials)?;
+        let raw = bearer(&parts.headers)?.ok_or(ApiError::MissingCredentials)?;
         if raw.starts_with(tessera_core::token::TOKEN_PREFIX) {
             // Say precisely what is wrong with a mistyped token.
             TokenSecret::parse(raw).map_err(|e| ApiError::InvalidToken(e.to_string()))?;

@@ -25,7 +25,7 @@ use tessera_store::{Change, GatewayUse, WriteUnit};
 
 use super::duration_field;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiQuery, Caller};
+use crate::http::extract::{bearer, ApiJson, ApiQuery, Caller};
 use crate::state::AppState;
 use crate::validate::{validate, Count, Validation};
 use crate::{secrets, tokens};
@@ -76,16 +76,6 @@ async fn proxy_root(state: State<AppState>, Path(upstream): Path<String>, req: R
 
 async fn proxy(state: State<AppState>, Path((upstream, _)): Path<(String, String)>, req: Request) -> Response {
     forward(state.0, upstream, req).await.unwrap_or_else(IntoResponse::into_response)
-}
-
-fn bearer_of(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let value = headers.get(header::AUTHORIZATION).ok_or(ApiError::MissingCredentials)?;
-    let value =
-        value.to_str().map_err(|_| ApiError::InvalidToken("the Authorization header is not valid text".into()))?;
-    match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(token.trim()),
-        _ => Err(ApiError::InvalidToken("use Authorization: Bearer with a Tessera token".into())),
-    }
 }
 
 /// An injected fault's answer: exactly what a resource server says for an expired token.
@@ -141,7 +131,7 @@ async fn forward(state: AppState, upstream_name: String, req: Request) -> Result
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let err = |e: ApiError| e.into_response();
-    let raw = bearer_of(&parts.headers).map_err(err)?;
+    let raw = bearer(&parts.headers).and_then(|b| b.ok_or(ApiError::MissingCredentials)).map_err(err)?;
     let token = match validate(&state, raw, Count::Use).await.map_err(err)? {
         Validation::Active(t) => t,
         Validation::Inactive(InactiveReason::Unknown, _) => {

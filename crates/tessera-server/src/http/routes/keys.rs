@@ -5,13 +5,13 @@ use std::str::FromStr;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use tessera_api::{KeyList, KeyView, Rewrap, Rewrapped, RotateKeys, RotatedKey, RotatedKeys};
 use tessera_core::audit::actions;
 use tessera_core::Access;
 use tessera_core::{AuditEvent, MasterKey};
 use tessera_store::{Change, Resealed, WriteUnit};
 
+use super::EnvFilter;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiQuery, Caller};
 use crate::kek::{Kek, HASH_KEY};
@@ -26,20 +26,12 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/keys/rewrap", post(rewrap))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    env: Option<String>,
-}
-
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    ApiQuery(q): ApiQuery<ListQuery>,
+    ApiQuery(q): ApiQuery<EnvFilter>,
 ) -> ApiResult<Json<KeyList>> {
-    if let Some(env) = &q.env {
-        caller.require(env, Access::Read)?;
-    }
+    q.check(&caller)?;
     let keys: Vec<KeyView> = state
         .keyring
         .list(q.env.as_deref())

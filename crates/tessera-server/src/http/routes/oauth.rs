@@ -271,9 +271,9 @@ impl Requester {
 }
 
 async fn requester(state: &AppState, headers: &HeaderMap, p: &HashMap<String, String>) -> OAuthResult<Requester> {
-    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if auth.len() > 7 && auth[..7].eq_ignore_ascii_case("bearer ") {
-        return match validate(state, auth[7..].trim(), Count::Use).await? {
+    // A Bearer header means an admin caller; anything else (Basic, none) a client.
+    if let Ok(Some(token)) = crate::http::extract::bearer(headers) {
+        return match validate(state, token, Count::Use).await? {
             Validation::Active(t) if t.scopes.has_any_admin_scope() => Ok(Requester::Admin(t.scopes)),
             Validation::Active(_) => Err(OAuthError::new(
                 StatusCode::FORBIDDEN,

@@ -12,7 +12,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use tessera_api::{
     DriftEntry, DriftHolding, DriftReport, PutSecret, RevealedSecret, SecretList, SecretVersionList, SecretVersionView,
     SecretView,
@@ -23,7 +22,7 @@ use tessera_core::{format_duration, Access, AuditEvent};
 use tessera_store::WriteUnit;
 use zeroize::Zeroizing;
 
-use super::duration_field;
+use super::{duration_field, EnvFilter};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiQuery, Caller};
 use crate::secrets::{self, PutOptions};
@@ -147,20 +146,12 @@ async fn rotate(
     Ok(Json(version_view(&meta, crate::now())))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    env: Option<String>,
-}
-
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    ApiQuery(q): ApiQuery<ListQuery>,
+    ApiQuery(q): ApiQuery<EnvFilter>,
 ) -> ApiResult<Json<SecretList>> {
-    if let Some(env) = &q.env {
-        caller.require(env, Access::Read)?;
-    }
+    q.check(&caller)?;
     let now = crate::now();
     let configs = state.store.secret_configs(q.env.as_deref()).await?;
     let versions = state.store.secret_versions(q.env.as_deref(), None).await?;

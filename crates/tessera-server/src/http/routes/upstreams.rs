@@ -4,14 +4,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use tessera_api::{PutUpstream, UpstreamList, UpstreamView};
 use tessera_core::audit::actions;
 use tessera_core::upstream::{Injection, Upstream};
 use tessera_core::{format_duration, Access, AuditEvent};
 use tessera_store::{Change, WriteUnit};
 
-use super::duration_field;
+use super::{duration_field, EnvFilter};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiQuery, Caller};
 use crate::state::AppState;
@@ -98,20 +97,12 @@ async fn put(
     Ok((StatusCode::CREATED, Json(shown)))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    env: Option<String>,
-}
-
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    ApiQuery(q): ApiQuery<ListQuery>,
+    ApiQuery(q): ApiQuery<EnvFilter>,
 ) -> ApiResult<Json<UpstreamList>> {
-    if let Some(env) = &q.env {
-        caller.require(env, Access::Read)?;
-    }
+    q.check(&caller)?;
     let upstreams = state
         .upstreams
         .all()
