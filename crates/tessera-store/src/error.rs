@@ -22,7 +22,17 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+            // PostgreSQL: connection exceptions (08), operator intervention such as a shutdown
+            // or restart (57), insufficient resources (53).
+            sqlx::Error::Database(ref db)
+                if db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57") || c.starts_with("53")) =>
+            {
                 StoreError::Unavailable(e.to_string())
             }
             other => StoreError::Database(other.to_string()),

@@ -206,13 +206,75 @@ pub struct CommitOutcome {
     pub revoked: Vec<String>,
 }
 
-/// Use counts and last-use times observed in memory, written in batches. Monotonic: a stored
-/// value is never lowered, so batches may be applied late or twice.
+/// Uses observed in memory since the last flush, written in batches. `new_uses` is added to
+/// the stored count (so several replicas' counts add up); `last_used_at` only ever moves the
+/// stored value forward.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageUpdate {
     pub token_id: String,
-    pub uses: u64,
+    pub new_uses: u64,
     pub last_used_at: DateTime<Utc>,
+}
+
+/// What kind of record a committed change touched (see [`Store::changes_after`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    /// A token, by id.
+    Token,
+    /// A client, by id.
+    Client,
+    /// An environment, by name.
+    Environment,
+    /// Signing keys (of an environment, or all when the key is empty).
+    SigningKeys,
+    /// A secret's configuration or versions, by `env/name`.
+    Secret,
+    /// An upstream, by `env/name`.
+    Upstream,
+    /// Gateway fault rules.
+    Faults,
+    /// Every sealed key was re-sealed under a new master key.
+    MasterKey,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Token => "token",
+            ChangeKind::Client => "client",
+            ChangeKind::Environment => "environment",
+            ChangeKind::SigningKeys => "signing_keys",
+            ChangeKind::Secret => "secret",
+            ChangeKind::Upstream => "upstream",
+            ChangeKind::Faults => "faults",
+            ChangeKind::MasterKey => "master_key",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "token" => ChangeKind::Token,
+            "client" => ChangeKind::Client,
+            "environment" => ChangeKind::Environment,
+            "signing_keys" => ChangeKind::SigningKeys,
+            "secret" => ChangeKind::Secret,
+            "upstream" => ChangeKind::Upstream,
+            "faults" => ChangeKind::Faults,
+            "master_key" => ChangeKind::MasterKey,
+            _ => return None,
+        })
+    }
+}
+
+/// One entry of the change feed: which record a commit touched, and which server process
+/// (`origin`, see [`Store::origin`]) committed it. Sequence numbers are gap-free and in commit
+/// order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRecord {
+    pub seq: u64,
+    pub kind: ChangeKind,
+    pub key: String,
+    pub origin: String,
 }
 
 /// Which tokens to list. All filters are optional and combine with AND.
@@ -273,4 +335,22 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn stale_runs(&self, now: DateTime<Utc>) -> Result<Vec<Run>>;
     /// Cheap liveness check of the database.
     async fn ping(&self) -> Result<()>;
+
+    /// This process's identity in the change feed.
+    fn origin(&self) -> &str;
+    /// Whether several server processes may share this store (PostgreSQL): then caches follow
+    /// the change feed and background work needs leadership.
+    fn is_shared(&self) -> bool;
+    /// Change records with `seq > after`, oldest first, at most `limit` (empty when the store
+    /// is not shared).
+    async fn changes_after(&self, after: u64, limit: u32) -> Result<Vec<ChangeRecord>>;
+    /// The sequence number of the newest change record (0 when none).
+    async fn change_seq(&self) -> Result<u64>;
+    /// Announces new change records as they are committed by any process: the value is the
+    /// newest announced sequence number; it also changes (to the same value) after the
+    /// announcement channel reconnects, so that listeners catch up. `None` when not shared.
+    fn change_notifications(&self) -> Option<tokio::sync::watch::Receiver<u64>>;
+    /// Takes or keeps leadership of background work; true while this process leads. With a
+    /// store that is not shared, always true.
+    async fn try_lead(&self) -> Result<bool>;
 }
