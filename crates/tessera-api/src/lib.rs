@@ -309,6 +309,10 @@ pub struct AuditVerification {
 pub struct Health {
     pub status: String,
     pub version: String,
+    /// `/readyz` only: `leader` when this server runs the background work (rotation, the run
+    /// reaper), `standby` when another replica does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// A JWT signing key (public facts only).

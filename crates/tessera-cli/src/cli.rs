@@ -356,6 +356,33 @@ pub struct ServerArgs {
     /// Public base URL, when clients reach the server under another address.
     #[arg(long, env = "TESSERA_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// PostgreSQL: most pooled connections of this server.
+    #[arg(long, env = "TESSERA_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(2..=1000))]
+    pub db_max_connections: u32,
+    /// PostgreSQL: how long a request waits for a connection before answering 503.
+    #[arg(long, env = "TESSERA_DB_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = duration_arg)]
+    pub db_acquire_timeout: std::time::Duration,
+    /// PostgreSQL: server-side limit on one statement.
+    #[arg(long, env = "TESSERA_DB_STATEMENT_TIMEOUT", default_value = "30s", value_parser = duration_arg)]
+    pub db_statement_timeout: std::time::Duration,
+    /// PostgreSQL: how often a replica polls for other replicas' changes besides listening for
+    /// notifications (the bound on propagation when a notification is lost).
+    #[arg(long, env = "TESSERA_CHANGE_POLL_INTERVAL", default_value = "1s", value_parser = duration_arg)]
+    pub change_poll_interval: std::time::Duration,
+}
+
+/// A duration flag such as `5s`, `2m` or `500ms`.
+fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    let d = match s.trim().strip_suffix("ms") {
+        Some(ms) => std::time::Duration::from_millis(
+            ms.parse().map_err(|_| format!("invalid duration {s:?} (use e.g. 500ms, 5s, 2m)"))?,
+        ),
+        None => tessera_core::duration::parse_duration(s).map_err(|e| e.to_string())?,
+    };
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Subcommand)]

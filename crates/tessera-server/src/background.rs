@@ -1,4 +1,8 @@
-//! Background work of one server: flushing use counts, pruning the validation index.
+//! Background work: flushing use counts and gateway uses, pruning the validation index (every
+//! server, for what it observed itself), and, on the leader only, the run reaper and key and
+//! secret rotation. With SQLite the one server always leads; with PostgreSQL one replica leads
+//! by holding an advisory lock (see `tessera_store`), checked at every tick: when the leader
+//! dies, another replica takes over at its next tick.
 
 use std::time::Duration;
 
@@ -21,13 +25,19 @@ pub fn spawn(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) 
             flush_usage(&state).await;
             flush_gateway_uses(&state).await;
             rounds += 1;
-            if rounds.is_multiple_of(5) {
+            if rounds.is_multiple_of(60) {
+                state.index.prune(crate::now());
+            }
+            let took_over = match lead(&state).await {
+                Some(took_over) => took_over,
+                None => continue,
+            };
+            if took_over || rounds.is_multiple_of(5) {
                 if let Err(e) = crate::runs::reap(&state).await {
                     tracing::warn!(error = %e, "reaping silent runs failed");
                 }
             }
-            if rounds.is_multiple_of(60) {
-                state.index.prune(crate::now());
+            if took_over || rounds.is_multiple_of(60) {
                 rotate_due_keys(&state).await;
                 rotate_due_secrets(&state).await;
             }
@@ -35,6 +45,26 @@ pub fn spawn(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) 
         flush_usage(&state).await;
         flush_gateway_uses(&state).await;
     })
+}
+
+/// Checks leadership: `None` when another replica leads (or the database cannot tell),
+/// `Some(true)` when this server just became the leader (it then catches up on all
+/// background work at once), `Some(false)` when it led already.
+async fn lead(state: &AppState) -> Option<bool> {
+    use std::sync::atomic::Ordering;
+    let leading = match state.store.try_lead().await {
+        Ok(leading) => leading,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check leadership of background work");
+            false
+        }
+    };
+    let was = state.leading.swap(leading, Ordering::AcqRel);
+    state.metrics.leader.set(i64::from(leading));
+    if leading != was && state.store.is_shared() {
+        tracing::info!(role = if leading { "leader" } else { "standby" }, "background work role changed");
+    }
+    leading.then_some(!was)
 }
 
 /// Writes the gateway uses recorded since the last flush in one batch.

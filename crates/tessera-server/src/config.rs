@@ -12,8 +12,13 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Directory for the SQLite database, the master key file and the root token file.
     pub data_dir: PathBuf,
-    /// `sqlite://PATH`; `None` means `sqlite://DATA_DIR/tessera.db`.
+    /// `sqlite://PATH` or `postgres://…`; `None` means `sqlite://DATA_DIR/tessera.db`.
     pub db_url: Option<String>,
+    /// PostgreSQL connection pool limits and timeouts.
+    pub pool: tessera_store::PoolSettings,
+    /// How often a replica polls the change feed besides listening for notifications
+    /// (PostgreSQL only): the bound on propagation when a notification is lost.
+    pub change_poll_interval: Duration,
     /// Hex master key (`TESSERA_MASTER_KEY`); `None` means the key file in the data dir.
     pub master_key: Option<String>,
     /// Public base URL (`TESSERA_PUBLIC_URL`); `None` means `http://{listen}`.
@@ -30,6 +35,8 @@ impl ServerConfig {
             listen,
             data_dir: data_dir.into(),
             db_url: None,
+            pool: tessera_store::PoolSettings::default(),
+            change_poll_interval: Duration::from_secs(1),
             master_key: None,
             public_url: None,
             usage_flush_interval: Duration::from_secs(1),
@@ -40,5 +47,18 @@ impl ServerConfig {
     /// The database URL in effect.
     pub fn db_url(&self) -> String {
         self.db_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("tessera.db").display()))
+    }
+
+    /// The database URL without its password, for messages.
+    pub fn redacted_db_url(&self) -> String {
+        let url = self.db_url();
+        match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme && url[scheme + 3..at].contains(':') => {
+                let userinfo = &url[scheme + 3..at];
+                let user = userinfo.split(':').next().unwrap_or_default();
+                format!("{}://{user}:…@{}", &url[..scheme], &url[at + 1..])
+            }
+            _ => url,
+        }
     }
 }

@@ -19,6 +19,8 @@ use tessera_store::UsageUpdate;
 #[derive(Debug, Default)]
 struct Usage {
     uses: AtomicU64,
+    /// The part of `uses` already written to the store (or loaded from it).
+    flushed: AtomicU64,
     /// Microseconds since the epoch; 0 when never used.
     last_used: AtomicI64,
     dirty: AtomicBool,
@@ -68,6 +70,7 @@ impl TokenIndex {
             Some(existing) => existing.usage.clone(),
             None => Arc::new(Usage {
                 uses: AtomicU64::new(token.uses),
+                flushed: AtomicU64::new(token.uses),
                 last_used: AtomicI64::new(token.last_used_at.map_or(0, |t| t.timestamp_micros())),
                 dirty: AtomicBool::new(false),
             }),
@@ -130,7 +133,8 @@ impl TokenIndex {
         Ok(token)
     }
 
-    /// Usage observed since the last call, to be written to the store.
+    /// Usage observed since the last call, to be written to the store: the uses not yet
+    /// written (they add to the stored count, so replicas' counts add up) and the last use.
     pub fn take_usage(&self) -> Vec<UsageUpdate> {
         let inner = self.inner.read().expect("index lock poisoned");
         inner
@@ -139,22 +143,33 @@ impl TokenIndex {
             .filter(|e| e.usage.dirty.swap(false, Ordering::AcqRel))
             .filter_map(|e| {
                 let last = DateTime::from_timestamp_micros(e.usage.last_used.load(Ordering::Acquire))?;
+                let uses = e.usage.uses.load(Ordering::Acquire);
+                let flushed = e.usage.flushed.swap(uses, Ordering::AcqRel);
                 Some(UsageUpdate {
                     token_id: e.token.id.clone(),
-                    uses: e.usage.uses.load(Ordering::Acquire),
+                    new_uses: uses.saturating_sub(flushed),
                     last_used_at: last,
                 })
             })
             .collect()
     }
 
-    /// Marks usage updates as still pending (after a failed flush).
-    pub fn mark_dirty(&self, ids: &[UsageUpdate]) {
+    /// Puts usage updates back as pending (after a failed flush).
+    pub fn mark_dirty(&self, updates: &[UsageUpdate]) {
         let inner = self.inner.read().expect("index lock poisoned");
-        for u in ids {
+        for u in updates {
             if let Some(e) = inner.by_id.get(&u.token_id) {
+                e.usage.flushed.fetch_sub(u.new_uses, Ordering::AcqRel);
                 e.usage.dirty.store(true, Ordering::Release);
             }
+        }
+    }
+
+    /// Drops a token from the index (its next use reads the store).
+    pub fn remove(&self, id: &str) {
+        let mut inner = self.inner.write().expect("index lock poisoned");
+        if inner.by_id.remove(id).is_some() {
+            inner.by_hash.retain(|_, v| v != id);
         }
     }
 

@@ -245,6 +245,11 @@ impl Keyring {
         self.keys.write().expect("keyring lock").remove(kid);
     }
 
+    /// Replaces every key at once.
+    pub fn replace_all(&self, keys: Vec<Arc<SigningKey>>) {
+        *self.keys.write().expect("keyring lock") = keys.into_iter().map(|k| (k.kid.clone(), k)).collect();
+    }
+
     pub fn get(&self, kid: &str) -> Option<Arc<SigningKey>> {
         self.keys.read().expect("keyring lock").get(kid).cloned()
     }
@@ -296,6 +301,24 @@ async fn generate_blocking(
         .map_err(|e| ApiError::Internal(format!("key generation failed: {e}")))
 }
 
+/// Loads the keyring from the store (at start, and when another replica changed keys). Keys
+/// already open whose state did not change are kept as they are (opening RSA keys is slow).
+pub async fn reload(state: &AppState) -> ApiResult<()> {
+    let stored = state.store.signing_keys().await?;
+    let kek = state.kek();
+    let mut keys = Vec::with_capacity(stored.len());
+    for s in &stored {
+        match state.keyring.get(&s.kid) {
+            Some(k) if k.state == s.state && k.publish_until == s.publish_until => keys.push(k),
+            _ => keys.push(Arc::new(SigningKey::open(s, &kek.signing).map_err(|e| {
+                ApiError::Internal(format!("{e} (is TESSERA_MASTER_KEY the key this data was created with?)"))
+            })?)),
+        }
+    }
+    state.keyring.replace_all(keys);
+    Ok(())
+}
+
 /// Makes sure `env` has a current and a next key for `alg` (creating both when missing).
 pub async fn ensure(state: &AppState, actor: &str, env: &str, alg: Alg) -> ApiResult<Arc<SigningKey>> {
     if let Some(k) = state.keyring.current(env, alg) {
@@ -303,6 +326,10 @@ pub async fn ensure(state: &AppState, actor: &str, env: &str, alg: Alg) -> ApiRe
     }
     let _guard = state.key_lock.lock().await;
     let _sealing = state.seal_lock.read().await;
+    if state.store.is_shared() {
+        // Another replica may have created them a moment ago.
+        reload(state).await?;
+    }
     if let Some(k) = state.keyring.current(env, alg) {
         return Ok(k);
     }

@@ -6,6 +6,7 @@
 pub mod background;
 pub mod bootstrap;
 pub mod config;
+pub mod follow;
 pub mod http;
 pub mod index;
 pub mod jwt;
@@ -103,11 +104,7 @@ async fn load_caches(state: &AppState) -> anyhow::Result<()> {
         state.upstreams.put(upstream);
     }
     state.faults.set(state.store.faults().await.context("loading gateway faults")?);
-    for stored in state.store.signing_keys().await.context("loading signing keys")? {
-        let key = keys::SigningKey::open(&stored, &state.kek().signing)
-            .map_err(|e| anyhow::anyhow!("{e} (is TESSERA_MASTER_KEY the key this data was created with?)"))?;
-        state.keyring.insert(key);
-    }
+    keys::reload(state).await.map_err(|e| anyhow::anyhow!("loading signing keys: {e}"))?;
     Ok(())
 }
 
@@ -116,23 +113,31 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let (master, master_key_file) = bootstrap::master_key(&config)?;
-    let store = tessera_store::open(&config.db_url()).await.with_context(|| format!("opening {}", config.db_url()))?;
+    let store = tessera_store::open_with(&config.db_url(), &config.pool)
+        .await
+        .with_context(|| format!("opening {}", config.redacted_db_url()))?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let local_addr = listener.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{local_addr}"));
     let (kek, hasher) = bootstrap::open_with_master(store.as_ref(), master, master_key_file.as_deref()).await?;
     let state = AppState::new(store, kek, hasher, master_key_file, public_url, config.key_rotation_period);
     let root_token = bootstrap::first_start(&state, &config).await?;
+    // Changes committed by other replicas from here on are replayed by the follower.
+    let feed_start = state.store.change_seq().await.context("reading the change feed")?;
     load_caches(&state).await?;
     let (shutdown, mut stop) = watch::channel(false);
     let app = router(state.clone());
     let background = background::spawn(state.clone(), config.usage_flush_interval, shutdown.subscribe());
+    let follower = follow::spawn(state.clone(), feed_start, config.change_poll_interval, shutdown.subscribe());
     let task = tokio::spawn(async move {
         let stopped = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
         axum::serve(listener, app).with_graceful_shutdown(stopped).await.context("serving HTTP")?;
         background.await.context("background task panicked")?;
+        if let Some(f) = follower {
+            f.await.context("change follower panicked")?;
+        }
         Ok(())
     });
     tracing::info!(%local_addr, tokens = state.index.len(), "tessera listening");

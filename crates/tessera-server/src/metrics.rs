@@ -55,6 +55,10 @@ pub struct Metrics {
     issued: Family<IssueLabels, Counter>,
     introspected: Family<ResultLabels, Counter>,
     revoked: Family<ViaLabels, Counter>,
+    /// Change records of other replicas applied to this server's caches.
+    pub changes_followed: Counter,
+    /// 1 while this server leads background work.
+    pub leader: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Default for Metrics {
@@ -81,7 +85,15 @@ impl Metrics {
             introspected.clone(),
         );
         registry.register("tokens_revoked", "Tokens revoked by route", revoked.clone());
-        Self { registry, requests, latency, issued, introspected, revoked }
+        let changes_followed = Counter::default();
+        registry.register(
+            "changes_followed",
+            "Changes committed by other replicas and applied to this server's caches",
+            changes_followed.clone(),
+        );
+        let leader = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register("leader", "1 while this server leads background work", leader.clone());
+        Self { registry, requests, latency, issued, introspected, revoked, changes_followed, leader }
     }
 
     pub fn token_issued(&self, env: &str, format: &str) {

@@ -47,6 +47,8 @@ pub struct Inner {
     pub public_url: String,
     /// Signing keys older than this are rotated by the background task.
     pub key_rotation_period: Duration,
+    /// Whether this server leads background work (always, unless the store is shared).
+    pub leading: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -82,6 +84,7 @@ impl AppState {
             metrics: Metrics::new(),
             public_url: public_url.trim_end_matches('/').to_owned(),
             key_rotation_period,
+            leading: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -146,6 +149,11 @@ impl SecretCache {
 
     pub fn clear(&self) {
         self.values.write().expect("secret cache lock").clear();
+    }
+
+    /// Forgets one secret's value (a new version was written elsewhere).
+    pub fn forget(&self, env: &str, name: &str) {
+        self.values.write().expect("secret cache lock").remove(&(env.to_owned(), name.to_owned()));
     }
 }
 

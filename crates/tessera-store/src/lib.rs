@@ -37,7 +37,11 @@ pub struct PoolSettings {
 impl Default for PoolSettings {
     fn default() -> Self {
         let d = PostgresOptions::new("");
-        Self { max_connections: d.max_connections, acquire_timeout: d.acquire_timeout, statement_timeout: d.statement_timeout }
+        Self {
+            max_connections: d.max_connections,
+            acquire_timeout: d.acquire_timeout,
+            statement_timeout: d.statement_timeout,
+        }
     }
 }
 

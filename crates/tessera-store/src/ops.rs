@@ -9,8 +9,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tessera_core::audit::ChainHead;
 use tessera_core::upstream::{Fault, FaultKind, Injection, RotationHook, SecretConfig, SecretVersion, Upstream};
-use tessera_core::{AuditEntry, AuditEvent, Client, EnvPolicy, Environment, NewToken, Run, ScopeSet, Token, TokenFormat};
 use tessera_core::TokenHash;
+use tessera_core::{
+    AuditEntry, AuditEvent, Client, EnvPolicy, Environment, NewToken, Run, ScopeSet, Token, TokenFormat,
+};
 
 use crate::error::{Result, StoreError};
 use crate::sql::{stmt, Cols, Conn, Stmt};
@@ -83,8 +85,9 @@ pub async fn apply_unit(
 /// Inserts audit entries with multi-row INSERTs.
 pub async fn insert_audit(conn: &mut Conn<'_>, entries: &[&AuditEntry]) -> Result<()> {
     for chunk in entries.chunks(AUDIT_ROWS_PER_INSERT) {
-        let mut s = stmt("INSERT INTO audit_log (seq, at, action, actor, env, target, details, prev_hash, hash) VALUES ")
-            .values_list(chunk.len(), 9);
+        let mut s =
+            stmt("INSERT INTO audit_log (seq, at, action, actor, env, target, details, prev_hash, hash) VALUES ")
+                .values_list(chunk.len(), 9);
         for e in chunk {
             let details = serde_json::to_string(&e.event.details).expect("a map of strings serializes");
             s = s
@@ -247,7 +250,8 @@ async fn apply_change(conn: &mut Conn<'_>, change: &Change, outcome: &mut Commit
             }
         }
         Change::SetClientDisabled { id, disabled } => {
-            let rows = conn.exec(stmt("UPDATE clients SET disabled = $1 WHERE id = $2").bind(*disabled).bind(id)).await?;
+            let rows =
+                conn.exec(stmt("UPDATE clients SET disabled = $1 WHERE id = $2").bind(*disabled).bind(id)).await?;
             if rows == 0 {
                 return Err(StoreError::NotFound { kind: "client", id: id.clone() });
             }
@@ -314,9 +318,11 @@ async fn apply_change(conn: &mut Conn<'_>, change: &Change, outcome: &mut Commit
         Change::PutSecretVersion { version, previous_valid_until } => {
             let m = &version.meta;
             conn.exec(
-                stmt("UPDATE secret_versions SET state = 'retired' WHERE env = $1 AND name = $2 AND state = 'previous'")
-                    .bind(&m.env)
-                    .bind(&m.name),
+                stmt(
+                    "UPDATE secret_versions SET state = 'retired' WHERE env = $1 AND name = $2 AND state = 'previous'",
+                )
+                .bind(&m.env)
+                .bind(&m.name),
             )
             .await?;
             conn.exec(
@@ -359,7 +365,8 @@ async fn apply_change(conn: &mut Conn<'_>, change: &Change, outcome: &mut Commit
                 .await?;
             }
             for (kid, sealed) in &r.signing {
-                conn.exec(stmt("UPDATE signing_keys SET sealed_key = $1 WHERE kid = $2").bind(sealed).bind(kid)).await?;
+                conn.exec(stmt("UPDATE signing_keys SET sealed_key = $1 WHERE kid = $2").bind(sealed).bind(kid))
+                    .await?;
             }
             for (env, name, version, sealed) in &r.deks {
                 conn.exec(
@@ -515,7 +522,9 @@ async fn apply_change(conn: &mut Conn<'_>, change: &Change, outcome: &mut Commit
         }
         Change::AddRunTokens { id, count } => {
             conn.exec(
-                stmt("UPDATE runs SET tokens_minted = tokens_minted + $1 WHERE id = $2").bind(i64::from(*count)).bind(id),
+                stmt("UPDATE runs SET tokens_minted = tokens_minted + $1 WHERE id = $2")
+                    .bind(i64::from(*count))
+                    .bind(id),
             )
             .await?;
         }
@@ -689,8 +698,7 @@ const TOKEN_COLUMNS: &str = "id, hash, env, client_id, scopes, audience, format,
 fn token_from_row(row: &dyn Cols) -> Result<Token> {
     let id = row.text("id")?;
     let corrupt = |what: &str, e: String| StoreError::Corrupt(format!("{what} of token {id}: {e}"));
-    let scopes =
-        ScopeSet::parse_space_separated(&row.text("scopes")?).map_err(|e| corrupt("scopes", e.to_string()))?;
+    let scopes = ScopeSet::parse_space_separated(&row.text("scopes")?).map_err(|e| corrupt("scopes", e.to_string()))?;
     let labels: BTreeMap<String, String> =
         serde_json::from_str(&row.text("labels")?).map_err(|e| corrupt("labels", e.to_string()))?;
     let format = TokenFormat::from_str(&row.text("format")?).map_err(|e| corrupt("format", e))?;
@@ -798,7 +806,9 @@ fn fault_from_row(row: &dyn Cols) -> Result<Fault> {
     let n = row.opt_int("n")?.unwrap_or(0).max(0) as u64;
     let duration = Duration::from_millis(row.opt_int("duration_ms")?.unwrap_or(0).max(0) as u64);
     let kind = match kind.as_str() {
-        "fail_after" => FaultKind::FailAfter { n, status: row.opt_int("status")?.unwrap_or(401).clamp(100, 599) as u16 },
+        "fail_after" => {
+            FaultKind::FailAfter { n, status: row.opt_int("status")?.unwrap_or(401).clamp(100, 599) as u16 }
+        }
         "revoke_after" => FaultKind::RevokeAfter { n },
         "rotate_after" => FaultKind::RotateAfter { after: duration },
         "latency" => FaultKind::Latency { delay: duration },
@@ -884,8 +894,11 @@ pub async fn token(c: &mut Conn<'_>, id: &str) -> Result<Option<Token>> {
 }
 
 pub async fn token_by_hash(c: &mut Conn<'_>, hash: &TokenHash) -> Result<Option<Token>> {
-    c.optional(stmt(format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1")).bind(hash.0.as_slice()), token_from_row)
-        .await
+    c.optional(
+        stmt(format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1")).bind(hash.0.as_slice()),
+        token_from_row,
+    )
+    .await
 }
 
 pub async fn tokens(c: &mut Conn<'_>, filter: &TokenFilter) -> Result<Vec<Token>> {

@@ -24,7 +24,7 @@ use crate::sql_store::{Reads, Shared, SqlStore};
 use crate::writer::{writer_loop, Target, CHANGE_CHANNEL, MAX_BATCH};
 
 /// The advisory lock key whose holder leads background work ("tessera" in ASCII).
-const LEADER_LOCK: i64 = 0x7465_7373_6572_61;
+const LEADER_LOCK: i64 = 0x0074_6573_7365_7261;
 
 /// How to open a PostgreSQL store.
 #[derive(Debug, Clone)]

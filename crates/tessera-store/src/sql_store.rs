@@ -14,8 +14,7 @@ use crate::ops;
 use crate::postgres::Leadership;
 use crate::sql::Conn;
 use crate::store::{
-    ChangeRecord, CommitOutcome, GatewayUse, Store, StoredKey, StoredSecretVersion, TokenFilter, UsageUpdate,
-    WriteUnit,
+    ChangeRecord, CommitOutcome, GatewayUse, Store, StoredKey, StoredSecretVersion, TokenFilter, UsageUpdate, WriteUnit,
 };
 use crate::writer::WriteRequest;
 

@@ -48,7 +48,8 @@ pub async fn create_database(server_url: &str) -> String {
         std::process::id(),
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
     );
-    let mut conn = PgConnection::connect(server_url).await.unwrap_or_else(|e| panic!("connecting to {server_url}: {e}"));
+    let mut conn =
+        PgConnection::connect(server_url).await.unwrap_or_else(|e| panic!("connecting to {server_url}: {e}"));
     conn.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("creating a test database");
     conn.close().await.ok();
     with_database(server_url, &name)
@@ -121,7 +122,11 @@ impl PrivateServer {
 
     fn pg_ctl(&self, action: &str) {
         let socket_dir = self.data.parent().expect("data dir has a parent");
-        let opts = format!("-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections=200", self.port, socket_dir.display());
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections=200",
+            self.port,
+            socket_dir.display()
+        );
         run(as_postgres(&self.bin.join("pg_ctl"))
             .args(["-w", "-t", "60", "-l"])
             .arg(socket_dir.join("server.log"))

@@ -15,6 +15,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         .init();
     let mut config = ServerConfig::new(args.listen, &args.data_dir);
     config.db_url = args.db;
+    config.pool = tessera_store::PoolSettings {
+        max_connections: args.db_max_connections,
+        acquire_timeout: args.db_acquire_timeout,
+        statement_timeout: args.db_statement_timeout,
+    };
+    config.change_poll_interval = args.change_poll_interval;
     config.public_url = args.public_url;
     config.master_key = std::env::var("TESSERA_MASTER_KEY").ok().filter(|k| !k.trim().is_empty());
     let server = tessera_server::start(config).await?;

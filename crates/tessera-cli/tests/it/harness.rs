@@ -21,12 +21,19 @@ pub struct Server {
 impl Server {
     /// Starts the server with its data in `dir` and waits (with a deadline) until it listens.
     pub fn start(dir: &Path) -> Server {
+        Self::start_with(dir, &[], None)
+    }
+
+    /// [`Server::start`] with extra environment variables (`TESSERA_DB`, …). `root` is the
+    /// root token when this server does not create it (a replica of an existing database).
+    pub fn start_with(dir: &Path, env: &[(&str, &str)], root: Option<&str>) -> Server {
         let mut child = Command::new(BIN)
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .env_remove("TESSERA_MASTER_KEY")
             .env_remove("TESSERA_DB")
             .env("TESSERA_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -51,7 +58,10 @@ impl Server {
             }
             banner.push(line);
         };
-        let root = std::fs::read_to_string(dir.join("root-token")).unwrap().trim().to_owned();
+        let root = match root {
+            Some(root) => root.to_owned(),
+            None => std::fs::read_to_string(dir.join("root-token")).unwrap().trim().to_owned(),
+        };
         Server { child, url, dir: dir.to_owned(), root, banner }
     }
 

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use tessera_core::audit::audit_time;
+use tessera_core::upstream::{Fault, FaultKind, Injection, RotationHook, SecretConfig, SecretVersion, Upstream};
+use tessera_core::Run;
 use tessera_core::{
     AuditEvent, ChainVerifier, Client, EnvPolicy, Environment, MasterKey, NewToken, ScopeSet, SecretHasher, Token,
     TokenFormat, TokenHash,
 };
-use tessera_core::upstream::{Fault, FaultKind, Injection, RotationHook, SecretConfig, SecretVersion, Upstream};
-use tessera_core::Run;
 use tessera_store::{
     Change, ChangeKind, GatewayUse, Resealed, StoreError, StoredKey, StoredSecretVersion, TokenFilter, UsageUpdate,
     WriteUnit,
@@ -480,7 +480,10 @@ pub async fn signing_keys_rotate_and_drop(b: Backend) {
     assert_eq!(state("k2").unwrap().0, "current");
     assert_eq!(state("k3").unwrap().0, "next");
     let k3 = keys.iter().find(|k| k.kid == "k3").unwrap();
-    assert_eq!((&k3.sealed_key, &k3.public_jwk), (&key("k3", "qa", "next").sealed_key, &key("k3", "qa", "next").public_jwk));
+    assert_eq!(
+        (&k3.sealed_key, &k3.public_jwk),
+        (&key("k3", "qa", "next").sealed_key, &key("k3", "qa", "next").public_jwk)
+    );
     // Replaying the same rotation conflicts: k1 is no longer current.
     assert!(matches!(s.commit(WriteUnit::new(rotate("k4"), event("r", "k"))).await, Err(StoreError::Conflict(_))));
     commit(&b, Change::DropSigningKey { kid: "k1".into() }, "key.drop").await;
@@ -495,7 +498,10 @@ pub async fn secrets_version_and_rewrap(b: Backend) {
     let config = SecretConfig {
         env: "qa".into(),
         name: "stripe".into(),
-        hook: Some(RotationHook { argv: vec!["/bin/new-key".into(), "--json".into()], timeout: Duration::from_secs(7) }),
+        hook: Some(RotationHook {
+            argv: vec!["/bin/new-key".into(), "--json".into()],
+            timeout: Duration::from_secs(7),
+        }),
         rotation_period: Some(Duration::from_secs(86_400)),
         overlap: Duration::from_secs(600),
         created_at: now(),
@@ -504,7 +510,8 @@ pub async fn secrets_version_and_rewrap(b: Backend) {
     assert_eq!(s.secret_config("qa", "stripe").await.unwrap().unwrap(), config);
     let until = now() + TimeDelta::minutes(10);
     for v in 1..=3 {
-        let change = Change::PutSecretVersion { version: secret_version("qa", "stripe", v), previous_valid_until: until };
+        let change =
+            Change::PutSecretVersion { version: secret_version("qa", "stripe", v), previous_valid_until: until };
         commit(&b, change, "secret.set").await;
     }
     let versions = s.secret_versions(Some("qa"), Some("stripe")).await.unwrap();
@@ -570,8 +577,12 @@ pub async fn upstreams_faults_and_gateway_uses_round_trip(b: Backend) {
     commit(&b, Change::AddFault(fault("f2", "mail", FaultKind::Latency { delay: Duration::from_millis(250) })), "f")
         .await;
     commit(&b, Change::AddFault(fault("f3", "payments", FaultKind::RevokeAfter { n: 2 })), "f").await;
-    commit(&b, Change::AddFault(fault("f4", "payments", FaultKind::RotateAfter { after: Duration::from_secs(9) })), "f")
-        .await;
+    commit(
+        &b,
+        Change::AddFault(fault("f4", "payments", FaultKind::RotateAfter { after: Duration::from_secs(9) })),
+        "f",
+    )
+    .await;
     let kinds: Vec<FaultKind> = s.faults().await.unwrap().into_iter().map(|f| f.kind).collect();
     assert_eq!(kinds.len(), 4);
     assert!(kinds.contains(&FaultKind::Latency { delay: Duration::from_millis(250) }));
