@@ -44,10 +44,11 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/tessera-bench-replicas.XXXXXX")
 cp "$tessera" "$tmp/tessera" && tessera="$tmp/tessera"
 pids=()
 own_pg=""
+pg_dir=""
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    if [[ -n "$own_pg" ]]; then TESSERA_PG_DIR="$tmp/pg" TESSERA_PG_PORT=55433 "$repo_root/scripts/pg-test.sh" stop || true; fi
+    if [[ -n "$own_pg" ]]; then TESSERA_PG_DIR="$pg_dir" TESSERA_PG_PORT=55433 "$repo_root/scripts/pg-test.sh" stop || true; fi
     if [[ "${KEEP_TMP:-}" == 1 ]]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
@@ -56,7 +57,11 @@ step "2. PostgreSQL"
 if [[ -n "${BENCH_POSTGRES:-}" ]]; then
     pg_server=$BENCH_POSTGRES
 else
-    eval "$(TESSERA_PG_DIR="$tmp/pg" TESSERA_PG_PORT=55433 "$repo_root/scripts/pg-test.sh" start)"
+    # Not under $tmp (mode 0700): the server runs as the postgres user when this runs as root.
+    pg_dir="${TMPDIR:-/tmp}/tessera-pg-bench.$$"
+    pg_env=$(TESSERA_PG_DIR="$pg_dir" TESSERA_PG_PORT=55433 "$repo_root/scripts/pg-test.sh" start) ||
+        die "could not start PostgreSQL"
+    eval "$pg_env"
     pg_server=$TESSERA_TEST_POSTGRES
     own_pg=1
 fi
@@ -68,7 +73,8 @@ new_db() {
     echo "$base/$name"
 }
 
-# start_server NAME DB_URL [MASTER_KEY] [ROOT]: starts tessera, prints its URL.
+# start_server NAME DB_URL [MASTER_KEY]: starts tessera; sets server_url (not a subshell, so
+# that its pid stays in pids).
 start_server() {
     local name=$1 db=$2 key=${3:-} dir="$tmp/$1"
     mkdir -p "$dir"
@@ -78,7 +84,7 @@ start_server() {
     local deadline=$((SECONDS + 30)) line
     while ((SECONDS < deadline)); do
         line=$(grep -m1 '^tessera listening on http://127.0.0.1:' "$dir/out" || true)
-        [[ -n "$line" ]] && { echo "${line#tessera listening on }"; return 0; }
+        [[ -n "$line" ]] && { server_url=${line#tessera listening on }; return 0; }
         sleep 0.1
     done
     cat "$dir/err" >&2
@@ -138,7 +144,8 @@ measure() {
 }
 
 step "3. SQLite, 1 server"
-url=$(start_server sqlite "sqlite://$tmp/sqlite/tessera.db")
+start_server sqlite "sqlite://$tmp/sqlite/tessera.db"
+url=$server_url
 root=$(tr -d '[:space:]' <"$tmp/sqlite/root-token")
 setup "$url" "$root"
 measure sqlite1 create /v1/tokens "$url"
@@ -147,7 +154,8 @@ kill "${pids[-1]}"
 
 step "4. PostgreSQL, 1 replica"
 db=$(new_db one)
-url=$(start_server pg1 "$db")
+start_server pg1 "$db"
+url=$server_url
 root=$(tr -d '[:space:]' <"$tmp/pg1/root-token")
 setup "$url" "$root"
 measure pg1 create /v1/tokens "$url"
@@ -156,10 +164,12 @@ kill "${pids[-1]}"
 
 step "5. PostgreSQL, 2 replicas"
 db=$(new_db two)
-url_a=$(start_server pgA "$db")
+start_server pgA "$db"
+url_a=$server_url
 root=$(tr -d '[:space:]' <"$tmp/pgA/root-token")
 key=$(tr -d '[:space:]' <"$tmp/pgA/master.key")
-url_b=$(start_server pgB "$db" "$key")
+start_server pgB "$db" "$key"
+url_b=$server_url
 setup "$url_a" "$root"
 measure pg2 create /v1/tokens "$url_a" "$url_b"
 measure pg2 introspect /oauth2/introspect "$url_a" "$url_b"

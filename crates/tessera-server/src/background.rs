@@ -17,6 +17,7 @@ pub fn spawn(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) 
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut rounds: u64 = 0;
+        let mut backoff = RotationBackoff::default();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -39,7 +40,7 @@ pub fn spawn(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) 
             }
             if took_over || rounds.is_multiple_of(60) {
                 rotate_due_keys(&state).await;
-                rotate_due_secrets(&state).await;
+                rotate_due_secrets(&state, &mut backoff).await;
             }
         }
         flush_usage(&state).await;
@@ -83,8 +84,37 @@ pub async fn flush_gateway_uses(state: &AppState) {
     }
 }
 
-/// Runs the rotation hooks of secrets past their rotation period.
-pub async fn rotate_due_secrets(state: &AppState) {
+/// When to retry the scheduled rotation of secrets whose hook failed: after 1 minute, then
+/// doubling up to 1 hour, so a broken hook is not run (and audited) every minute forever.
+/// Kept in memory: a restart (or a new leader) tries again at once.
+#[derive(Debug, Default)]
+pub struct RotationBackoff {
+    failing: std::collections::HashMap<(String, String), (u32, chrono::DateTime<chrono::Utc>)>,
+}
+
+impl RotationBackoff {
+    const FIRST: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+    const MAX: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+    fn may_try(&self, key: &(String, String), now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.failing.get(key).is_none_or(|(_, next)| now >= *next)
+    }
+
+    fn failed(&mut self, key: (String, String), now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+        let failures = self.failing.get(&key).map_or(0, |(n, _)| *n).saturating_add(1);
+        let wait = Self::FIRST.checked_mul(1 << (failures - 1).min(10)).unwrap_or(Self::MAX).min(Self::MAX);
+        self.failing.insert(key, (failures, now + wait));
+        now + wait
+    }
+
+    fn succeeded(&mut self, key: &(String, String)) {
+        self.failing.remove(key);
+    }
+}
+
+/// Runs the rotation hooks of secrets past their rotation period (skipping those whose hook
+/// failed recently, see [`RotationBackoff`]).
+pub async fn rotate_due_secrets(state: &AppState, backoff: &mut RotationBackoff) {
     let now = crate::now();
     let Ok(configs) = state.store.secret_configs(None).await else { return };
     let Ok(versions) = state.store.secret_versions(None, None).await else { return };
@@ -93,11 +123,36 @@ pub async fn rotate_due_secrets(state: &AppState) {
             .iter()
             .find(|v| v.meta.env == c.env && v.meta.name == c.name && v.meta.state == "current")
             .is_some_and(|v| crate::secrets::is_due(&v.meta, c.rotation_period, now).0);
-        if due {
-            if let Err(e) = crate::secrets::rotate(state, "system", &c.env, &c.name).await {
-                tracing::warn!(env = %c.env, name = %c.name, error = %e, "scheduled secret rotation failed");
+        let key = (c.env.clone(), c.name.clone());
+        if !due || !backoff.may_try(&key, now) {
+            continue;
+        }
+        match crate::secrets::rotate(state, "system", &c.env, &c.name).await {
+            Ok(_) => backoff.succeeded(&key),
+            Err(e) => {
+                let retry_at = backoff.failed(key, now);
+                tracing::warn!(env = %c.env, name = %c.name, error = %e, %retry_at, "scheduled secret rotation failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failing_rotations_back_off_from_one_minute_to_one_hour() {
+        let mut b = RotationBackoff::default();
+        let key = ("qa".to_owned(), "stripe".to_owned());
+        let t0 = chrono::Utc::now();
+        assert!(b.may_try(&key, t0));
+        let waits: Vec<i64> = (0..9).map(|_| (b.failed(key.clone(), t0) - t0).num_minutes()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert!(!b.may_try(&key, t0 + chrono::TimeDelta::minutes(59)));
+        assert!(b.may_try(&key, t0 + chrono::TimeDelta::minutes(60)));
+        b.succeeded(&key);
+        assert!(b.may_try(&key, t0));
     }
 }
 

@@ -578,43 +578,52 @@ async fn insert_key(conn: &mut Conn<'_>, k: &StoredKey) -> Result<()> {
 }
 
 async fn insert_token(conn: &mut Conn<'_>, new: &NewToken) -> Result<()> {
-    let t = &new.token;
-    let hash = match t.format {
-        TokenFormat::Opaque => Some(new.hash.0.as_slice()),
-        TokenFormat::Jwt => None,
-    };
-    conn.exec(
-        stmt(
+    insert_tokens(conn, &[new]).await
+}
+
+/// Inserts tokens with multi-row INSERTs (the group commit of many token creations).
+pub async fn insert_tokens(conn: &mut Conn<'_>, tokens: &[&NewToken]) -> Result<()> {
+    const COLUMNS: usize = 22;
+    for chunk in tokens.chunks(500) {
+        let mut s = stmt(
             "INSERT INTO tokens (id, hash, env, client_id, scopes, audience, format, labels, run_id, created_by, \
              created_at, not_before, expires_at, idle_ttl_s, last_used_at, max_uses, uses, revoked_at, \
-             revoke_reason, rotated_from, superseded_by, grace_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
+             revoke_reason, rotated_from, superseded_by, grace_until) VALUES ",
         )
-        .bind(&t.id)
-        .bind(hash)
-        .bind(&t.env)
-        .bind(&t.client_id)
-        .bind(t.scopes.to_string())
-        .bind(&t.audience)
-        .bind(t.format.as_str())
-        .bind(serde_json::to_string(&t.labels).expect("strings serialize"))
-        .bind(&t.run_id)
-        .bind(&t.created_by)
-        .bind(micros(t.created_at))
-        .bind(t.not_before.map(micros))
-        .bind(micros(t.expires_at))
-        .bind(policy_secs(t.idle_ttl))
-        .bind(t.last_used_at.map(micros))
-        .bind(t.max_uses.map(|n| n as i64))
-        .bind(t.uses as i64)
-        .bind(t.revoked_at.map(micros))
-        .bind(&t.revoke_reason)
-        .bind(&t.rotated_from)
-        .bind(&t.superseded_by)
-        .bind(t.grace_until.map(micros)),
-    )
-    .await
-    .map_err(|e| unique_violation(e, "token", &t.id))?;
+        .values_list(chunk.len(), COLUMNS);
+        for new in chunk {
+            let t = &new.token;
+            let hash = match t.format {
+                TokenFormat::Opaque => Some(new.hash.0.as_slice()),
+                TokenFormat::Jwt => None,
+            };
+            s = s
+                .bind(&t.id)
+                .bind(hash)
+                .bind(&t.env)
+                .bind(&t.client_id)
+                .bind(t.scopes.to_string())
+                .bind(&t.audience)
+                .bind(t.format.as_str())
+                .bind(serde_json::to_string(&t.labels).expect("strings serialize"))
+                .bind(&t.run_id)
+                .bind(&t.created_by)
+                .bind(micros(t.created_at))
+                .bind(t.not_before.map(micros))
+                .bind(micros(t.expires_at))
+                .bind(policy_secs(t.idle_ttl))
+                .bind(t.last_used_at.map(micros))
+                .bind(t.max_uses.map(|n| n as i64))
+                .bind(t.uses as i64)
+                .bind(t.revoked_at.map(micros))
+                .bind(&t.revoke_reason)
+                .bind(&t.rotated_from)
+                .bind(&t.superseded_by)
+                .bind(t.grace_until.map(micros));
+        }
+        let id = if chunk.len() == 1 { chunk[0].token.id.as_str() } else { "(one of a batch)" };
+        conn.exec(s).await.map_err(|e| unique_violation(e, "token", id))?;
+    }
     Ok(())
 }
 

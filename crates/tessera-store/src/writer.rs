@@ -14,13 +14,13 @@
 use sqlx::postgres::PgPool;
 use sqlx::SqliteConnection;
 use tessera_core::audit::ChainHead;
-use tessera_core::AuditEntry;
+use tessera_core::{AuditEntry, NewToken};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Result, StoreError};
 use crate::ops;
 use crate::sql::{stmt, Conn, Dialect};
-use crate::store::{CommitOutcome, UsageUpdate, WriteUnit};
+use crate::store::{Change, CommitOutcome, UsageUpdate, WriteUnit};
 
 /// Most write units committed in one transaction.
 pub const MAX_BATCH: usize = 512;
@@ -77,6 +77,17 @@ pub async fn writer_loop(mut target: Target, mut rx: mpsc::Receiver<WriteRequest
             },
         }
     }
+}
+
+/// The tokens a unit creates, when creating tokens is all it does.
+fn only_token_creations(unit: &WriteUnit) -> Option<impl Iterator<Item = &NewToken>> {
+    let all = !unit.changes.is_empty() && unit.changes.iter().all(|c| matches!(c, Change::CreateToken(_)));
+    all.then(|| {
+        unit.changes.iter().filter_map(|c| match c {
+            Change::CreateToken(t) => Some(t),
+            _ => None,
+        })
+    })
 }
 
 fn fail(req: WriteRequest, err: StoreError) {
@@ -197,7 +208,25 @@ async fn apply_batch(
     };
     let start_seq = head.seq;
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(requests.len());
+    // Optimistic pass: units that only create tokens (the token endpoint, `POST /v1/tokens`)
+    // are gathered and inserted with multi-row INSERTs, flushed before any other unit so that
+    // units still apply in order.
+    let mut new_tokens: Vec<&NewToken> = Vec::new();
     for req in requests {
+        if !isolate {
+            if let WriteRequest::Unit(unit, _) = req {
+                if let Some(tokens) = only_token_creations(unit) {
+                    new_tokens.extend(tokens);
+                    let out = ops::apply_unit(conn, &mut head, &[], &unit.audit).await.map_err(fatal)?;
+                    outcomes.push(Ok(Some(out)));
+                    continue;
+                }
+            }
+            if !new_tokens.is_empty() {
+                ops::insert_tokens(conn, &new_tokens).await.map_err(|_| BatchError::Unit)?;
+                new_tokens.clear();
+            }
+        }
         let saved = head.clone();
         if isolate {
             conn.exec(stmt("SAVEPOINT unit")).await.map_err(|e| fatal(e.into()))?;
@@ -221,6 +250,9 @@ async fn apply_batch(
                 outcomes.push(Err(e));
             }
         }
+    }
+    if !new_tokens.is_empty() {
+        ops::insert_tokens(conn, &new_tokens).await.map_err(|_| BatchError::Unit)?;
     }
     let entries: Vec<&AuditEntry> =
         outcomes.iter().filter_map(|o| o.as_ref().ok()?.as_ref()).flat_map(|o| o.audit.iter()).collect();

@@ -39,19 +39,15 @@ fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
 }
 
+/// Sends `req` and parses the JSON answer.
+async fn json(req: reqwest::RequestBuilder) -> Value {
+    req.send().await.unwrap().json().await.unwrap()
+}
+
 /// Admin introspection of `token` on `server`: its `active` flag.
 async fn active(server: &Server, token: &str) -> bool {
-    let answer: Value = http()
-        .post(format!("{}/oauth2/introspect", server.url))
-        .bearer_auth(&server.root)
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["active"].as_bool().unwrap()
+    let req = http().post(format!("{}/oauth2/introspect", server.url)).bearer_auth(&server.root);
+    json(req.form(&[("token", token)])).await["active"].as_bool().unwrap()
 }
 
 async fn client_credentials(server: &Server, secret: &str) -> reqwest::StatusCode {
@@ -165,16 +161,8 @@ async fn background_work_moves_to_another_replica_when_the_leader_dies() {
     eprintln!("leadership moved to B {took:?} after A was killed");
 
     // The run reaper now runs on B: a run that stops sending heartbeats is reaped.
-    let run: Value = http()
-        .post(format!("{}/v1/runs", b.url))
-        .bearer_auth(&b.root)
-        .json(&serde_json::json!({"env": "qa", "label": "silent", "heartbeat_timeout": "3s"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let start = serde_json::json!({"env": "qa", "label": "silent", "heartbeat_timeout": "3s"});
+    let run = json(http().post(format!("{}/v1/runs", b.url)).bearer_auth(&b.root).json(&start)).await;
     let run_id = run["run"]["id"].as_str().unwrap_or_else(|| panic!("{run}")).to_owned();
     within(Duration::from_secs(20), "B reaps the silent run", || async {
         let runs: Value =
