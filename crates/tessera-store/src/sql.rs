@@ -69,11 +69,13 @@ value_from! {
 pub struct Stmt {
     sql: Cow<'static, str>,
     args: Vec<Value>,
+    /// Every placeholder appears once, numbered in order (see [`Stmt::values_list`]).
+    sequential: bool,
 }
 
 /// A statement with no parameters bound yet.
 pub fn stmt(sql: impl Into<Cow<'static, str>>) -> Stmt {
-    Stmt { sql: sql.into(), args: Vec::new() }
+    Stmt { sql: sql.into(), args: Vec::new(), sequential: false }
 }
 
 impl Stmt {
@@ -83,8 +85,10 @@ impl Stmt {
     }
 
     /// Appends `rows` tuples of `width` placeholders (`($n, $n+1, …), (…)`), numbered after
-    /// the parameters bound so far, for a multi-row `VALUES` list.
+    /// the parameters bound so far, for a multi-row `VALUES` list. The statement must have no
+    /// other placeholders after it, and none used twice before it.
     pub fn values_list(mut self, rows: usize, width: usize) -> Self {
+        self.sequential = !self.sql.contains('$');
         let mut sql = self.sql.into_owned();
         let mut n = self.args.len();
         for r in 0..rows {
@@ -174,6 +178,15 @@ pub enum Conn<'c> {
 }
 
 impl Conn<'_> {
+    /// SQLite looks a numbered placeholder's number up by a linear scan, so a multi-row INSERT
+    /// with `$n` placeholders costs O(n²) to bind; sequential statements use `?` there.
+    fn prepare(&self, s: Stmt) -> (Cow<'static, str>, Vec<Value>) {
+        match self {
+            Conn::Sqlite(_) if s.sequential => (anonymous_placeholders(&s.sql).into(), s.args),
+            _ => (s.sql, s.args),
+        }
+    }
+
     pub fn dialect(&self) -> Dialect {
         match self {
             Conn::Sqlite(_) => Dialect::Sqlite,
@@ -183,7 +196,7 @@ impl Conn<'_> {
 
     /// Runs a statement; returns the number of rows it changed.
     pub async fn exec(&mut self, s: Stmt) -> Result<u64, sqlx::Error> {
-        let Stmt { sql, args } = s;
+        let (sql, args) = self.prepare(s);
         Ok(match self {
             Conn::Sqlite(c) => bind_all(sqlx::query(&sql), args).execute(&mut **c).await?.rows_affected(),
             Conn::Postgres(c) => bind_all(sqlx::query(&sql), args).execute(&mut **c).await?.rows_affected(),
@@ -196,7 +209,7 @@ impl Conn<'_> {
         s: Stmt,
         decode: impl Fn(&dyn Cols) -> Result<T, E>,
     ) -> Result<Vec<T>, E> {
-        let Stmt { sql, args } = s;
+        let (sql, args) = self.prepare(s);
         match self {
             Conn::Sqlite(c) => {
                 let rows = bind_all(sqlx::query(&sql), args).fetch_all(&mut **c).await?;
@@ -215,7 +228,7 @@ impl Conn<'_> {
         s: Stmt,
         decode: impl Fn(&dyn Cols) -> Result<T, E>,
     ) -> Result<Option<T>, E> {
-        let Stmt { sql, args } = s;
+        let (sql, args) = self.prepare(s);
         match self {
             Conn::Sqlite(c) => {
                 let row = bind_all(sqlx::query(&sql), args).fetch_optional(&mut **c).await?;
@@ -229,9 +242,33 @@ impl Conn<'_> {
     }
 }
 
+/// `$1, $2` → `?, ?` (for statements whose placeholders are sequential).
+fn anonymous_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            while chars.peek().is_some_and(char::is_ascii_digit) {
+                chars.next();
+            }
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sequential_placeholders_become_anonymous() {
+        assert_eq!(anonymous_placeholders("VALUES ($1, $2), ($3, $10)"), "VALUES (?, ?), (?, ?)");
+        assert!(stmt("INSERT INTO t VALUES ").values_list(2, 2).sequential);
+        assert!(!stmt("UPDATE t SET a = $1 WHERE b = $1").sequential);
+    }
 
     #[test]
     fn values_list_numbers_placeholders_after_earlier_binds() {
