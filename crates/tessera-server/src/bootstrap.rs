@@ -110,8 +110,12 @@ pub async fn hash_key(store: &dyn Store, kek: &Kek) -> anyhow::Result<SecretHash
                 sealed,
                 master_fingerprint: kek.fingerprint.clone(),
             };
-            store.commit(WriteUnit::new(change, event)).await.context("storing the hash key")?;
-            Ok(hasher)
+            match store.commit(WriteUnit::new(change, event)).await {
+                Ok(_) => Ok(hasher),
+                // Another replica starting at the same time stored its own first: use that one.
+                Err(tessera_store::StoreError::AlreadyExists { .. }) => Box::pin(hash_key(store, kek)).await,
+                Err(e) => Err(e).context("storing the hash key"),
+            }
         }
     }
 }
@@ -181,7 +185,12 @@ pub async fn first_start(state: &AppState, config: &ServerConfig) -> anyhow::Res
                 .detail("scopes", ADMIN_SCOPE),
         ],
     };
-    state.store.commit(unit).await.context("creating the root token")?;
+    match state.store.commit(unit).await {
+        Ok(_) => {}
+        // Another replica on the same database bootstrapped it a moment earlier.
+        Err(tessera_store::StoreError::AlreadyExists { .. }) if state.store.is_shared() => return Ok(None),
+        Err(e) => return Err(e).context("creating the root token"),
+    }
     let path = config.data_dir.join("root-token");
     let _ = std::fs::remove_file(&path);
     write_private(&path, format!("{}\n", secret.expose()).as_bytes())?;

@@ -253,3 +253,25 @@ async fn a_postgres_restart_fails_writes_with_503_and_loses_no_acknowledged_writ
     let verified = a.json(&["audit", "verify"]);
     assert_eq!(verified["ok"], true, "{verified}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_started_together_on_an_empty_database_bootstrap_it_once() {
+    let Some(db) = tessera_testpg::database("replicas::bootstrap").await else { return };
+    let key = "5a".repeat(32);
+    let d = dirs(3);
+    let env = [("TESSERA_DB", db.as_str()), ("TESSERA_MASTER_KEY", key.as_str())];
+    let mut servers: Vec<Server> = std::thread::scope(|scope| {
+        let started: Vec<_> =
+            d.iter().map(|dir| scope.spawn(|| Server::start_with(dir.path(), &env, Some("")))).collect();
+        started.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    let roots: Vec<String> =
+        d.iter().filter_map(|dir| std::fs::read_to_string(dir.path().join("root-token")).ok()).collect();
+    assert_eq!(roots.len(), 1, "exactly one replica created the root token");
+    for s in &mut servers {
+        s.root = roots[0].trim().to_owned();
+        assert!(s.ok(&["env", "list"]).contains("tessera"), "every replica serves with the one root token");
+    }
+    let verified = servers[2].json(&["audit", "verify"]);
+    assert_eq!(verified["ok"], true, "{verified}");
+}
