@@ -39,6 +39,9 @@ pub fn spawn(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) 
                 }
             }
             if took_over || rounds.is_multiple_of(60) {
+                if let Err(e) = state.store.prune_changes(crate::follow::KEEP_CHANGES).await {
+                    tracing::warn!(error = %e, "pruning the change feed failed");
+                }
                 rotate_due_keys(&state).await;
                 rotate_due_secrets(&state, &mut backoff).await;
             }

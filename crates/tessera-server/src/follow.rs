@@ -22,6 +22,10 @@ use crate::state::AppState;
 /// Most change records read at once.
 const PAGE: u32 = 1_000;
 
+/// Change records the leader keeps (older ones are deleted every minute). A replica that falls
+/// further behind (offline for that many changes) reloads all its caches instead.
+pub const KEEP_CHANGES: u64 = 100_000;
+
 /// Starts the follower when the store is shared; `from` is the feed position the caches were
 /// loaded at. Runs until `stop` turns true.
 pub fn spawn(state: AppState, from: u64, poll: Duration, mut stop: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
@@ -53,6 +57,14 @@ pub async fn catch_up(state: &AppState, position: &mut u64) -> anyhow::Result<()
     loop {
         let page = state.store.changes_after(*position, PAGE).await?;
         let Some(last) = page.last().map(|c| c.seq) else { return Ok(()) };
+        if page[0].seq > *position + 1 {
+            // Records this replica never saw were pruned: start over from the store.
+            tracing::warn!(position, next = page[0].seq, "fell behind the change feed; reloading caches");
+            let newest = state.store.change_seq().await?;
+            reload_all(state).await?;
+            *position = newest;
+            continue;
+        }
         let foreign: Vec<&ChangeRecord> = page.iter().filter(|c| c.origin != state.store.origin()).collect();
         apply(state, &foreign).await?;
         state.metrics.changes_followed.inc_by(foreign.len() as u64);
@@ -61,6 +73,19 @@ pub async fn catch_up(state: &AppState, position: &mut u64) -> anyhow::Result<()
             return Ok(());
         }
     }
+}
+
+/// Reloads every cache from the store, including the indexed tokens that are no longer live
+/// (revoked or rotated while this replica was not following).
+async fn reload_all(state: &AppState) -> anyhow::Result<()> {
+    let live: std::collections::HashSet<String> =
+        state.store.live_tokens(crate::now()).await?.into_iter().map(|(_, t)| t.id).collect();
+    for id in state.index.ids().into_iter().filter(|id| !live.contains(id)) {
+        if let Some(token) = state.store.token(&id).await? {
+            state.index.refresh(token);
+        }
+    }
+    crate::load_caches(state).await
 }
 
 async fn apply(state: &AppState, changes: &[&ChangeRecord]) -> anyhow::Result<()> {

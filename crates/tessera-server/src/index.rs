@@ -108,6 +108,11 @@ impl TokenIndex {
         inner.by_hash.get(hash).and_then(|id| inner.by_id.get(id)).cloned()
     }
 
+    /// Ids of every indexed token.
+    pub fn ids(&self) -> Vec<String> {
+        self.inner.read().expect("index lock poisoned").by_id.keys().cloned().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.inner.read().expect("index lock poisoned").by_id.len()
     }

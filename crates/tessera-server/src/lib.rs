@@ -93,7 +93,7 @@ impl RunningServer {
 }
 
 /// Fills the in-memory caches (live tokens, clients, signing keys) from the store.
-async fn load_caches(state: &AppState) -> anyhow::Result<()> {
+pub(crate) async fn load_caches(state: &AppState) -> anyhow::Result<()> {
     for (hash, token) in state.store.live_tokens(crate::now()).await.context("loading live tokens")? {
         state.index.upsert(hash, token);
     }

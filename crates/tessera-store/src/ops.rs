@@ -1079,6 +1079,12 @@ pub async fn change_seq(c: &mut Conn<'_>) -> Result<u64> {
     Ok(seq.unwrap_or(0).max(0) as u64)
 }
 
+pub async fn prune_changes(c: &mut Conn<'_>, keep: u64) -> Result<u64> {
+    let newest = change_seq(c).await?;
+    let below = newest.saturating_sub(keep) as i64;
+    Ok(c.exec(stmt("DELETE FROM change_log WHERE seq <= $1").bind(below)).await?)
+}
+
 pub async fn changes_after(c: &mut Conn<'_>, after: u64, limit: u32) -> Result<Vec<ChangeRecord>> {
     let rows = c
         .all(

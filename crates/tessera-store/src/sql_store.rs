@@ -200,6 +200,13 @@ impl Store for SqlStore {
         read!(self, |c| ops::change_seq(c))
     }
 
+    async fn prune_changes(&self, keep: u64) -> Result<u64> {
+        if self.shared.is_none() {
+            return Ok(0);
+        }
+        read!(self, |c| ops::prune_changes(c, keep))
+    }
+
     fn change_notifications(&self) -> Option<watch::Receiver<u64>> {
         self.shared.as_ref().map(|s| s.notifications.clone())
     }

@@ -346,6 +346,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn changes_after(&self, after: u64, limit: u32) -> Result<Vec<ChangeRecord>>;
     /// The sequence number of the newest change record (0 when none).
     async fn change_seq(&self) -> Result<u64>;
+    /// Deletes change records older than the newest `keep`; returns how many. A replica that
+    /// falls further behind than that reloads its caches instead (it sees a gap).
+    async fn prune_changes(&self, keep: u64) -> Result<u64>;
     /// Announces new change records as they are committed by any process: the value is the
     /// newest announced sequence number; it also changes (to the same value) after the
     /// announcement channel reconnects, so that listeners catch up. `None` when not shared.

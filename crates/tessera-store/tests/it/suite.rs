@@ -686,6 +686,10 @@ pub async fn replicas_see_each_others_changes(b: Backend) {
     assert_eq!(seen, [(start + 1, ChangeKind::Token, "tok_a"), (start + 2, ChangeKind::Token, "tok_a")]);
     assert!(changes.iter().all(|c| c.origin == b.store.origin() && c.origin != other.origin()));
     assert!(other.token("tok_a").await.unwrap().unwrap().revoked_at.is_some());
+    // Pruning keeps the newest records; a reader further behind sees the gap.
+    assert_eq!(b.store.prune_changes(1).await.unwrap(), start + 1);
+    let left = other.changes_after(0, 100).await.unwrap();
+    assert_eq!(left.iter().map(|c| c.seq).collect::<Vec<_>>(), [start + 2]);
 }
 
 pub async fn one_replica_leads_until_it_goes_away(b: Backend) {
