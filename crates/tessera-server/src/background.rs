@@ -140,25 +140,6 @@ pub async fn rotate_due_secrets(state: &AppState, backoff: &mut RotationBackoff)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failing_rotations_back_off_from_one_minute_to_one_hour() {
-        let mut b = RotationBackoff::default();
-        let key = ("qa".to_owned(), "stripe".to_owned());
-        let t0 = chrono::Utc::now();
-        assert!(b.may_try(&key, t0));
-        let waits: Vec<i64> = (0..9).map(|_| (b.failed(key.clone(), t0) - t0).num_minutes()).collect();
-        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
-        assert!(!b.may_try(&key, t0 + chrono::TimeDelta::minutes(59)));
-        assert!(b.may_try(&key, t0 + chrono::TimeDelta::minutes(60)));
-        b.succeeded(&key);
-        assert!(b.may_try(&key, t0));
-    }
-}
-
 /// Writes the use counts observed since the last flush; on failure they stay pending.
 pub async fn flush_usage(state: &AppState) {
     let updates = state.index.take_usage();
@@ -193,5 +174,24 @@ pub async fn rotate_due_keys(state: &AppState) {
     }
     if let Err(e) = crate::keys::prune(state).await {
         tracing::warn!(error = %e, "dropping expired signing keys failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failing_rotations_back_off_from_one_minute_to_one_hour() {
+        let mut b = RotationBackoff::default();
+        let key = ("qa".to_owned(), "stripe".to_owned());
+        let t0 = chrono::Utc::now();
+        assert!(b.may_try(&key, t0));
+        let waits: Vec<i64> = (0..9).map(|_| (b.failed(key.clone(), t0) - t0).num_minutes()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert!(!b.may_try(&key, t0 + chrono::TimeDelta::minutes(59)));
+        assert!(b.may_try(&key, t0 + chrono::TimeDelta::minutes(60)));
+        b.succeeded(&key);
+        assert!(b.may_try(&key, t0));
     }
 }
