@@ -13,6 +13,7 @@
 # Knobs (environment variables):
 #   WRK_DURATION (10s)
 #   SKIP_BUILD (unset)   set to 1 to reuse target/release/tessera and target/release/examples/bench_baseline
+#   CARGO_TARGET_DIR     honoured like cargo does: binaries are built in and taken from it
 #   KEEP_TMP (unset)     set to 1 to keep the temp dir (server logs, wrk outputs; it then also
 #                        holds the root token and the master key)
 set -euo pipefail

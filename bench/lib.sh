@@ -4,8 +4,12 @@
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd "$script_dir/.." && pwd)
-tessera="$repo_root/target/release/tessera"
-baseline_bin="$repo_root/target/release/examples/bench_baseline"
+# Cargo's target directory: CARGO_TARGET_DIR when set (as cargo itself does; a relative one is
+# taken from the repository root, where the build runs), else target/ under the repository.
+target_dir=${CARGO_TARGET_DIR:-$repo_root/target}
+[[ "$target_dir" == /* ]] || target_dir="$repo_root/$target_dir"
+tessera="$target_dir/release/tessera"
+baseline_bin="$target_dir/release/examples/bench_baseline"
 
 step() { printf '\n==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
