@@ -1,14 +1,16 @@
 //! `GET /metrics` in Prometheus text format: requests and latencies per route, tokens issued,
 //! introspected (by result, including the inactive reason) and revoked.
 
+use std::fmt::{self, Write as _};
+use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -16,16 +18,57 @@ use prometheus_client::registry::Registry;
 
 use crate::state::AppState;
 
+// Request labels are built on every request: they share the route template (an `Arc`) and
+// the method instead of copying them into new strings.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
-    route: String,
+    method: MethodLabel,
+    route: RouteLabel,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    route: String,
+    route: RouteLabel,
+}
+
+/// The matched route template, or `unmatched`.
+#[derive(Clone, Debug)]
+struct RouteLabel(Option<MatchedPath>);
+
+impl RouteLabel {
+    fn as_str(&self) -> &str {
+        self.0.as_ref().map_or("unmatched", MatchedPath::as_str)
+    }
+}
+
+impl PartialEq for RouteLabel {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for RouteLabel {}
+
+impl Hash for RouteLabel {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl EncodeLabelValue for RouteLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct MethodLabel(Method);
+
+impl EncodeLabelValue for MethodLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), fmt::Error> {
+        encoder.write_str(self.0.as_str())
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -36,7 +79,7 @@ struct IssueLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
-    result: String,
+    result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -100,8 +143,8 @@ impl Metrics {
         self.issued.get_or_create(&IssueLabels { env: env.to_owned(), format: format.to_owned() }).inc();
     }
 
-    pub fn introspected(&self, result: &str) {
-        self.introspected.get_or_create(&ResultLabels { result: result.to_owned() }).inc();
+    pub fn introspected(&self, result: &'static str) {
+        self.introspected.get_or_create(&ResultLabels { result }).inc();
     }
 
     pub fn revoked(&self, via: &str, count: u64) {
@@ -117,8 +160,8 @@ impl Metrics {
 
 /// Middleware recording every request's route, status and latency.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let route = RouteLabel(req.extensions().get::<MatchedPath>().cloned());
+    let method = MethodLabel(req.method().clone());
     let start = Instant::now();
     let response = next.run(req).await;
     let m = &state.metrics;

@@ -100,7 +100,26 @@ impl AppState {
 
     /// The issuer identifier of environment `env`.
     pub fn issuer(&self, env: &str) -> String {
-        format!("{}/env/{env}", self.public_url)
+        self.issuer_of(env).to_string()
+    }
+
+    /// The issuer identifier of `env` as a `Display` value: written straight into an answer
+    /// by the hot paths instead of being built as a `String` per request.
+    pub fn issuer_of<'a>(&'a self, env: &'a str) -> Issuer<'a> {
+        Issuer { public_url: &self.public_url, env }
+    }
+}
+
+/// An environment's issuer identifier, `{public_url}/env/{name}`; see [`AppState::issuer_of`].
+#[derive(Debug, Clone, Copy)]
+pub struct Issuer<'a> {
+    public_url: &'a str,
+    env: &'a str,
+}
+
+impl std::fmt::Display for Issuer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/env/{}", self.public_url, self.env)
     }
 }
 
