@@ -3,7 +3,8 @@
 //! Forwards every request to the upstream given as the first argument (`http://HOST:PORT`),
 //! with the same stack as the gateway (axum 0.8 server, reqwest 0.12 client with a shared
 //! connection pool, streamed bodies both ways) and none of its work: no token, no secret, no
-//! masking, no metrics, no usage records. `bench/gateway.sh` measures it beside the gateway, so
+//! masking, no metrics, no usage records; the same allocator as the `tessera` binary
+//! (mimalloc). `bench/gateway.sh` measures it beside the gateway, so
 //! the gateway's ratio to a direct request can be read against what any proxy of this kind
 //! costs on the same machine in the same run.
 //!
@@ -23,6 +24,9 @@ use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Proxy {
     upstream: String,
