@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark Tessera's credential-injecting gateway on loopback (127.0.0.1 only): requests sent
-# directly to an upstream vs the same requests through `GET /gw/{upstream}/{path}`.
+# directly to an upstream vs the same requests through `GET /gw/{upstream}/{path}`, and through
+# a minimal reverse proxy (the floor of any axum + reqwest proxy on this machine).
 #
 #   bench/gateway.sh
 #
@@ -9,10 +10,13 @@
 #   - GET <upstream>/v1/ping                       (direct)
 #   - GET <tessera>/gw/up/v1/ping, Bearer token    (through the gateway: token validation,
 #                                                   secret injection, proxying with reqwest)
+#   - GET <bench_proxy>/v1/ping                    (the bench_proxy example of tessera-server:
+#                                                   axum + reqwest forwarding, nothing else)
 #
 # Knobs (environment variables):
 #   WRK_DURATION (10s)
 #   SKIP_BUILD (unset)   set to 1 to reuse target/release/tessera and target/release/examples/bench_baseline
+#   CARGO_TARGET_DIR     honoured like cargo does: binaries are built in and taken from it
 #   KEEP_TMP (unset)     set to 1 to keep the temp dir (server logs, wrk outputs; it then also
 #                        holds the root token and the master key)
 set -euo pipefail
@@ -34,6 +38,7 @@ echo "data dir: $tmp"
 # binaries under test (or make the CLI differ from the server).
 cp "$tessera" "$tmp/tessera" && tessera="$tmp/tessera"
 cp "$baseline_bin" "$tmp/bench_baseline" && baseline_bin="$tmp/bench_baseline"
+cp "$proxy_bin" "$tmp/bench_proxy" && proxy_bin="$tmp/bench_proxy"
 "$baseline_bin" 127.0.0.1:0 >"$tmp/baseline.out" 2>"$tmp/baseline.err" &
 baseline_pid=$!
 echo "bench_baseline (upstream) pid: $baseline_pid"
@@ -45,6 +50,12 @@ echo "tessera pid: $server_pid"
 up_url=$(wait_url "$tmp/baseline.out" "listening on " "$baseline_pid" bench_baseline) ||
     { cat "$tmp/baseline.err" >&2; exit 1; }
 echo "upstream URL: $up_url"
+"$proxy_bin" "$up_url" 127.0.0.1:0 >"$tmp/proxy.out" 2>"$tmp/proxy.err" &
+proxy_pid=$!
+echo "bench_proxy pid: $proxy_pid"
+proxy_url=$(wait_url "$tmp/proxy.out" "listening on " "$proxy_pid" bench_proxy) ||
+    { cat "$tmp/proxy.err" >&2; exit 1; }
+echo "bench_proxy URL: $proxy_url"
 url=$(wait_url "$tmp/server.out" "tessera listening on " "$server_pid" tessera) ||
     { cat "$tmp/server.err" >&2; exit 1; }
 echo "tessera URL: $url"
@@ -82,6 +93,9 @@ step "4. Check with curl: direct and through the gateway"
 code=$(curl -sS -o "$tmp/sample-direct.json" -w '%{http_code}' "$up_url/v1/ping") || die "curl direct failed"
 echo "direct:  HTTP $code $(cat "$tmp/sample-direct.json")"
 [[ "$code" == 200 ]] || die "the upstream answered HTTP $code"
+code=$(curl -sS -o "$tmp/sample-proxy.json" -w '%{http_code}' "$proxy_url/v1/ping") || die "curl via bench_proxy failed"
+echo "proxy:   HTTP $code $(cat "$tmp/sample-proxy.json")"
+[[ "$code" == 200 ]] || die "bench_proxy answered HTTP $code"
 code=$(curl -sS -D "$tmp/sample-gw.headers" -o "$tmp/sample-gw.json" -w '%{http_code}' \
     -H "Authorization: Bearer $token" "$url/gw/up/v1/ping") || die "curl through the gateway failed"
 echo "gateway: HTTP $code $(head -c 300 "$tmp/sample-gw.json")"
@@ -101,37 +115,38 @@ now_s() { date +%s.%N; }
 
 # run_wrk NAME THREADS CONNS URL [LUA] keeps the output in $tmp/wrk-NAME.txt, and in
 # $tmp/cpu-NAME.txt: wall seconds, CPU ticks of tessera, of bench_baseline, of the whole
-# machine, and wrk's CPU seconds (-1 without /usr/bin/time).
+# machine, wrk's CPU seconds (-1 without /usr/bin/time), CPU ticks of bench_proxy.
 run_wrk() {
     local name=$1 threads=$2 conns=$3 target=$4 lua=${5:-}
     local args=(-t"$threads" -c"$conns" -d"$WRK_DURATION" --latency)
     [[ -n "$lua" ]] && args+=(-s "$lua")
     echo "+ wrk ${args[*]} $target"
     local t0 s0 b0 m0 t1 s1 b1 m1 wrk_cpu=-1
-    t0=$(now_s) s0=$(proc_cpu "$server_pid") b0=$(proc_cpu "$baseline_pid") m0=$(busy_cpu)
+    t0=$(now_s) s0=$(proc_cpu "$server_pid") b0=$(proc_cpu "$baseline_pid") p0=$(proc_cpu "$proxy_pid") m0=$(busy_cpu)
     if [[ -x /usr/bin/time ]]; then
         /usr/bin/time -f '%U %S' -o "$tmp/time-$name.txt" wrk "${args[@]}" "$target" >"$tmp/wrk-$name.txt"
         wrk_cpu=$(awk 'END {print $1 + $2}' "$tmp/time-$name.txt")
     else
         wrk "${args[@]}" "$target" >"$tmp/wrk-$name.txt"
     fi
-    t1=$(now_s) s1=$(proc_cpu "$server_pid") b1=$(proc_cpu "$baseline_pid") m1=$(busy_cpu)
+    t1=$(now_s) s1=$(proc_cpu "$server_pid") b1=$(proc_cpu "$baseline_pid") p1=$(proc_cpu "$proxy_pid") m1=$(busy_cpu)
     cat "$tmp/wrk-$name.txt"
-    echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}') $((s1 - s0)) $((b1 - b0)) $((m1 - m0)) $wrk_cpu" >"$tmp/cpu-$name.txt"
+    echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}') $((s1 - s0)) $((b1 - b0)) $((m1 - m0)) $wrk_cpu $((p1 - p0))" \
+        >"$tmp/cpu-$name.txt"
     kill -0 "$server_pid" 2>/dev/null || die "tessera died during $name"
     kill -0 "$baseline_pid" 2>/dev/null || die "bench_baseline died during $name"
 }
-# cpu_us_per_req NAME tessera|baseline: CPU microseconds (user + system) that process spent
-# per request of run NAME. other_cores NAME: cores used during run NAME by anything other than
-# tessera, bench_baseline and wrk (another build on the machine, say).
+# cpu_us_per_req NAME tessera|baseline|proxy: CPU microseconds (user + system) that process
+# spent per request of run NAME. other_cores NAME: cores used during run NAME by anything other
+# than tessera, bench_baseline, bench_proxy and wrk (another build on the machine, say).
 cpu_us_per_req() {
     awk -v n="$(wrk_total "$tmp/wrk-$1.txt")" -v k="$2" -v hz="$clk_tck" '{
-        ticks = (k == "tessera") ? $2 : $3
+        ticks = (k == "tessera") ? $2 : (k == "proxy") ? $6 : $3
         if (n > 0) printf "%.1f", ticks / hz * 1e6 / n; else print "n/a" }' "$tmp/cpu-$1.txt"
 }
 other_cores() {
     awk -v hz="$clk_tck" '{ if ($5 < 0 || $1 <= 0) { print "n/a"; exit }
-        o = ($4 - $2 - $3) / hz - $5; if (o < 0) o = 0; printf "%.2f", o / $1 }' "$tmp/cpu-$1.txt"
+        o = ($4 - $2 - $3 - $6) / hz - $5; if (o < 0) o = 0; printf "%.2f", o / $1 }' "$tmp/cpu-$1.txt"
 }
 # Requests/sec as printed by wrk.
 wrk_rps() { awk '/^Requests\/sec:/ {print $2}' "$1"; }
@@ -158,13 +173,15 @@ wrk.headers["Authorization"] = "Bearer $token"
 EOF
 
 # ---------------------------------------------------------------------------
-step "5. One connection: direct, then through the gateway"
+step "5. One connection: direct, through the gateway, through bench_proxy"
 run_wrk direct-c1 1 1 "$up_url/v1/ping"
 run_wrk gw-c1 1 1 "$url/gw/up/v1/ping" "$tmp/gw.lua"
+run_wrk proxy-c1 1 1 "$proxy_url/v1/ping"
 
-step "6. 50 connections: direct, then through the gateway"
+step "6. 50 connections: direct, through the gateway, through bench_proxy"
 run_wrk direct-c50 2 50 "$up_url/v1/ping"
 run_wrk gw-c50 2 50 "$url/gw/up/v1/ping" "$tmp/gw.lua"
+run_wrk proxy-c50 2 50 "$proxy_url/v1/ping"
 
 # ---------------------------------------------------------------------------
 step "7. After the load"
@@ -194,21 +211,26 @@ verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN {
     else printf "MISSED (%.1fx the limit)\n", v / t }'; }
 {
     echo "Tessera gateway, loopback, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -d$WRK_DURATION"
-    echo "CPU us/req = CPU time (user+sys) of tessera / of the upstream per request; other = cores used"
-    echo "by processes other than tessera, bench_baseline and wrk during the run (should be ~0)"
+    echo "CPU us/req = CPU time (user+sys) of the proxy (tessera, or bench_proxy on its rows) / of the"
+    echo "upstream per request; other = cores used by processes other than tessera, bench_baseline,"
+    echo "bench_proxy and wrk during the run (should be ~0)"
     printf '%-22s %11s %8s %8s %8s %12s %13s %6s\n' "benchmark" "requests/s" "p50 us" "p99 us" "non-2xx" \
-        "tessera CPU" "upstream CPU" "other"
-    for name in direct-c1 gw-c1 direct-c50 gw-c50; do
-        f="$tmp/wrk-$name.txt"
+        "proxy CPU" "upstream CPU" "other"
+    for name in direct-c1 gw-c1 proxy-c1 direct-c50 gw-c50 proxy-c50; do
+        f="$tmp/wrk-$name.txt" who=tessera
         case $name in
             direct-c1) label="direct, -t1 -c1" ;;
             gw-c1) label="gateway, -t1 -c1" ;;
+            proxy-c1) label="bench_proxy, -t1 -c1" who=proxy ;;
             direct-c50) label="direct, -t2 -c50" ;;
             gw-c50) label="gateway, -t2 -c50" ;;
+            proxy-c50) label="bench_proxy, -t2 -c50" who=proxy ;;
         esac
+        cpu=$(cpu_us_per_req "$name" "$who")
+        [[ $name == direct-* ]] && cpu=0.0
         printf '%-22s %11s %8s %8s %8s %12s %13s %6s\n' "$label" "$(wrk_rps "$f")" \
             "$(to_us "$(wrk_pct "$f" 50%)")" "$(to_us "$(wrk_pct "$f" 99%)")" "$(wrk_non2xx "$f")" \
-            "$(cpu_us_per_req "$name" tessera)" "$(cpu_us_per_req "$name" baseline)" "$(other_cores "$name")"
+            "$cpu" "$(cpu_us_per_req "$name" baseline)" "$(other_cores "$name")"
         e=$(wrk_errors "$f")
         [[ -z "$e" ]] || echo "    $label: $e"
     done
@@ -220,6 +242,13 @@ verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN {
         r=$(ratio "$(wrk_rps "$g")" "$(wrk_rps "$d")")
         printf '  -%-4s added p50 %6s us: %-28s throughput ratio %s: %s\n' "$c" "$added" \
             "$(verdict "$added" "$TARGET_ADDED_P50_US" "<=")" "$r" "$(verdict "$r" "$TARGET_THROUGHPUT_RATIO" ">=")"
+    done
+    echo "The same for bench_proxy (no target; the floor of an axum + reqwest proxy here):"
+    for c in c1 c50; do
+        d="$tmp/wrk-direct-$c.txt" g="$tmp/wrk-proxy-$c.txt"
+        added=$(($(to_us "$(wrk_pct "$g" 50%)") - $(to_us "$(wrk_pct "$d" 50%)")))
+        printf '  -%-4s added p50 %6s us; throughput ratio %s; gateway/bench_proxy throughput %s\n' "$c" "$added" \
+            "$(ratio "$(wrk_rps "$g")" "$(wrk_rps "$d")")" "$(ratio "$(wrk_rps "$tmp/wrk-gw-$c.txt")" "$(wrk_rps "$g")")"
     done
     echo
     echo "tessera RSS at the end: $server_rss; bench_baseline RSS: $baseline_rss"

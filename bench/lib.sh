@@ -4,8 +4,13 @@
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd "$script_dir/.." && pwd)
-tessera="$repo_root/target/release/tessera"
-baseline_bin="$repo_root/target/release/examples/bench_baseline"
+# Cargo's target directory: CARGO_TARGET_DIR when set (as cargo itself does; a relative one is
+# taken from the repository root, where the build runs), else target/ under the repository.
+target_dir=${CARGO_TARGET_DIR:-$repo_root/target}
+[[ "$target_dir" == /* ]] || target_dir="$repo_root/$target_dir"
+tessera="$target_dir/release/tessera"
+baseline_bin="$target_dir/release/examples/bench_baseline"
+proxy_bin="$target_dir/release/examples/bench_proxy"
 
 step() { printf '\n==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -21,14 +26,16 @@ fi
 command -v wrk >/dev/null 2>&1 || die "wrk is not available"
 command -v curl >/dev/null 2>&1 || die "curl is not available"
 command -v jq >/dev/null 2>&1 || die "jq is not available (apt-get install jq)"
-if [[ "${SKIP_BUILD:-}" == 1 && -x "$tessera" && -x "$baseline_bin" ]]; then
-    echo "SKIP_BUILD=1: using existing $tessera and $baseline_bin"
+if [[ "${SKIP_BUILD:-}" == 1 && -x "$tessera" && -x "$baseline_bin" && -x "$proxy_bin" ]]; then
+    echo "SKIP_BUILD=1: using existing $tessera, $baseline_bin and $proxy_bin"
 else
-    echo "cargo build --release -p tessera-cli -p tessera-server --bin tessera --example bench_baseline   (in $repo_root)"
-    (cd "$repo_root" && cargo build --release -p tessera-cli -p tessera-server --bin tessera --example bench_baseline)
+    echo "cargo build --release -p tessera-cli -p tessera-server --bin tessera --example bench_baseline --example bench_proxy   (in $repo_root)"
+    (cd "$repo_root" && cargo build --release -p tessera-cli -p tessera-server --bin tessera --example bench_baseline \
+        --example bench_proxy)
 fi
 [[ -x "$tessera" ]] || die "$tessera not found after the build"
 [[ -x "$baseline_bin" ]] || die "$baseline_bin not found after the build"
+[[ -x "$proxy_bin" ]] || die "$proxy_bin not found after the build"
 echo "tessera binary: built $(date -u -r "$tessera" +%Y-%m-%dT%H:%M:%SZ), sha256 $(sha256sum "$tessera" | cut -c1-12)"
 if head=$(git -C "$repo_root" rev-parse --short HEAD 2>/dev/null); then
     dirty=$(git -C "$repo_root" status --porcelain --untracked-files=no -- crates Cargo.toml Cargo.lock | wc -l)
@@ -40,6 +47,7 @@ step "2. $STEP2_TITLE"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tessera-bench-${BENCH_NAME}.XXXXXX")
 server_pid=""
 baseline_pid=""
+proxy_pid=""
 stop_pid() {
     local pid=$1
     [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
@@ -55,6 +63,7 @@ stop_pid() {
 cleanup() {
     stop_pid "$server_pid"
     stop_pid "$baseline_pid"
+    stop_pid "$proxy_pid"
     if [[ "${KEEP_TMP:-}" == 1 ]]; then
         echo "kept $tmp (server.*, baseline.*, wrk-*.txt)"
     else

@@ -14,6 +14,7 @@
 # Knobs (environment variables):
 #   WRK_THREADS (2) WRK_CONNS (50) WRK_DURATION (10s)
 #   SKIP_BUILD (unset)   set to 1 to reuse target/release/tessera and target/release/examples/bench_baseline
+#   CARGO_TARGET_DIR     honoured like cargo does: binaries are built in and taken from it
 #   KEEP_TMP (unset)     set to 1 to keep the temp dir (server logs, wrk outputs; it then also
 #                        holds the root token, the master key and the client secrets)
 set -euo pipefail

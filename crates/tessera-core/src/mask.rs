@@ -9,7 +9,9 @@
 //! Streaming a text through [`Masker::push`] and [`Masker::finish`], whatever the chunking,
 //! gives exactly the same bytes as [`Masker::mask_all`] on the whole text.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use zeroize::{Zeroize, Zeroizing};
 
@@ -30,21 +32,26 @@ const BASE64_URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopq
 /// Occurrences of different needles that overlap or touch are all masked (the union of the
 /// matched ranges is masked). One `Masker` masks one stream at a time; after
 /// [`finish`](Self::finish) it is reset and can mask another. Clone a configured `Masker` to
-/// mask several streams at once.
+/// mask several streams at once: clones share the needles, so cloning is cheap.
 ///
 /// `Debug` shows only the number of needles, never the needles nor held-back bytes.
 #[derive(Clone)]
 pub struct Masker {
+    /// What to look for; shared by clones, never changed after construction.
+    set: Arc<NeedleSet>,
+    /// Bytes received but not yet emitted: the tail that may be the start of a split needle.
+    pending: Zeroizing<Vec<u8>>,
+    /// How many leading bytes of `pending` are already known to be part of an occurrence.
+    carry: usize,
+}
+
+struct NeedleSet {
     /// Distinct needles of at least [`MIN_NEEDLE_LEN`] bytes, sorted (hence grouped by first byte).
     needles: Vec<Zeroizing<Vec<u8>>>,
     /// `needles[buckets[b]..buckets[b + 1]]` are the needles whose first byte is `b`.
     buckets: [usize; 257],
     /// Length of the longest needle (0 when there is none).
     max_len: usize,
-    /// Bytes received but not yet emitted: the tail that may be the start of a split needle.
-    pending: Zeroizing<Vec<u8>>,
-    /// How many leading bytes of `pending` are already known to be part of an occurrence.
-    carry: usize,
 }
 
 impl Masker {
@@ -100,18 +107,46 @@ impl Masker {
             *bucket = needles.partition_point(|n| usize::from(n[0]) < b);
         }
         let max_len = needles.iter().map(|n| n.len()).max().unwrap_or(0);
-        let pending = Zeroizing::new(Vec::with_capacity(max_len));
-        Masker { needles, buckets, max_len, pending, carry: 0 }
+        // `pending` grows on the first held-back tail: most streams never need it.
+        Masker { set: Arc::new(NeedleSet { needles, buckets, max_len }), pending: Zeroizing::new(Vec::new()), carry: 0 }
     }
 
     /// How many distinct needles are masked (encodings included).
     pub fn needle_count(&self) -> usize {
-        self.needles.len()
+        self.set.needles.len()
     }
 
     /// Whether there is nothing to mask: every stream then passes through unchanged.
     pub fn is_empty(&self) -> bool {
-        self.needles.is_empty()
+        self.set.needles.is_empty()
+    }
+
+    /// Like [`push`](Self::push), but returns `chunk` itself, uncopied, when all of it is safe to
+    /// emit unchanged: nothing held back from before, no occurrence in it and no tail that may
+    /// start one. The bytes returned are exactly those `push` would return.
+    pub fn push_borrowed<'a>(&mut self, chunk: &'a [u8]) -> Cow<'a, [u8]> {
+        let clean = self.pending.is_empty()
+            && self.carry == 0
+            && (self.is_empty() || (self.find(chunk, 0).is_empty() && self.holdback_start(chunk) == chunk.len()));
+        if clean {
+            Cow::Borrowed(chunk)
+        } else {
+            Cow::Owned(self.push(chunk))
+        }
+    }
+
+    /// Like [`mask_all`](Self::mask_all), but returns `data` itself when nothing in it is masked.
+    pub fn mask_all_borrowed<'a>(&self, data: &'a [u8]) -> Cow<'a, [u8]> {
+        if self.is_empty() {
+            return Cow::Borrowed(data);
+        }
+        let ranges = self.find(data, 0);
+        if ranges.is_empty() {
+            return Cow::Borrowed(data);
+        }
+        let mut out = data.to_vec();
+        apply(&mut out, &ranges);
+        Cow::Owned(out)
     }
 
     /// Feeds the next chunk of the stream and returns the bytes that are safe to emit now, masked.
@@ -119,7 +154,7 @@ impl Masker {
     /// Holds back only a tail that is a proper prefix of some needle (so fewer bytes than the
     /// longest needle): a chunk whose end cannot start a needle is returned whole.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
-        if self.needles.is_empty() {
+        if self.is_empty() {
             return chunk.to_vec();
         }
         let mut buf = Vec::with_capacity(self.pending.len() + chunk.len());
@@ -155,18 +190,13 @@ impl Masker {
     /// Masks a complete text in one go (headers, whole bodies). Independent of the streaming
     /// state.
     pub fn mask_all(&self, data: &[u8]) -> Vec<u8> {
-        let mut out = data.to_vec();
-        if !self.needles.is_empty() {
-            let ranges = self.find(data, 0);
-            apply(&mut out, &ranges);
-        }
-        out
+        self.mask_all_borrowed(data).into_owned()
     }
 
     /// The needles starting with byte `first`.
     fn candidates(&self, first: u8) -> &[Zeroizing<Vec<u8>>] {
         let b = usize::from(first);
-        &self.needles[self.buckets[b]..self.buckets[b + 1]]
+        &self.set.needles[self.set.buckets[b]..self.set.buckets[b + 1]]
     }
 
     /// Sorted, disjoint (merged) byte ranges covering `[0, carry)` and every complete occurrence
@@ -197,7 +227,7 @@ impl Masker {
     /// The first index from which `buf`'s tail is a proper prefix of some needle (an occurrence
     /// may still complete with the next chunk), or `buf.len()` when there is none.
     fn holdback_start(&self, buf: &[u8]) -> usize {
-        let from = buf.len().saturating_sub(self.max_len.saturating_sub(1));
+        let from = buf.len().saturating_sub(self.set.max_len.saturating_sub(1));
         (from..buf.len())
             .find(|&i| {
                 let rest = &buf[i..];
@@ -209,7 +239,7 @@ impl Masker {
 
 impl fmt::Debug for Masker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Masker").field("needles", &self.needles.len()).finish_non_exhaustive()
+        f.debug_struct("Masker").field("needles", &self.set.needles.len()).finish_non_exhaustive()
     }
 }
 
@@ -274,17 +304,26 @@ mod tests {
         data.iter().zip(masked).map(|(&b, m)| if m { MASK_BYTE } else { b }).collect()
     }
 
-    /// Streams `data` through a clone of `masker` in chunks ending at `cuts`.
+    /// Streams `data` through a clone of `masker` in chunks ending at `cuts`, once with `push`
+    /// and once with `push_borrowed`, which must agree chunk by chunk.
     fn stream(masker: &Masker, data: &[u8], cuts: &[usize]) -> Vec<u8> {
-        let mut m = masker.clone();
+        let (mut m, mut b) = (masker.clone(), masker.clone());
         let mut out = Vec::new();
         let mut from = 0;
-        for &cut in cuts {
-            out.extend(m.push(&data[from..cut]));
+        for &cut in cuts.iter().chain([&data.len()]) {
+            let chunk = &data[from..cut];
+            let pushed = m.push(chunk);
+            let borrowed = b.push_borrowed(chunk);
+            assert_eq!(borrowed.as_ref(), pushed.as_slice(), "push_borrowed differs from push");
+            if let Cow::Borrowed(x) = borrowed {
+                assert_eq!(x, chunk, "only an unchanged chunk is passed through");
+            }
+            out.extend(pushed);
             from = cut;
         }
-        out.extend(m.push(&data[from..]));
-        out.extend(m.finish());
+        let rest = m.finish();
+        assert_eq!(b.finish(), rest);
+        out.extend(rest);
         assert!(m.pending.is_empty() && m.carry == 0, "finish resets the masker");
         out
     }

@@ -71,6 +71,12 @@ pub fn is_valid_token(s: &str) -> bool {
     validate(s, TOKEN_PREFIX, TOKEN_BODY_LEN).is_ok()
 }
 
+/// True when `s` is a well-formed client secret (what [`ClientSecret::parse`] accepts), without
+/// copying it.
+pub fn is_valid_client_secret(s: &str) -> bool {
+    validate(s, CLIENT_SECRET_PREFIX, CLIENT_SECRET_BODY_LEN).is_ok()
+}
+
 /// The secret text of an opaque token. It exists only between minting and the response that
 /// shows it once, and between receiving a request and hashing it. No `Display`, no
 /// `Serialize`; `Debug` is redacted; the memory is zeroized on drop.
@@ -186,6 +192,16 @@ mod tests {
         assert!(!format!("{c:?}").contains(&c.expose()[4..]));
         assert_eq!(c.expose().len(), 53);
         assert!(ClientSecret::parse(c.expose()).is_ok());
+    }
+
+    #[test]
+    fn validity_checks_agree_with_parse() {
+        let (t, c) = (TokenSecret::generate(), ClientSecret::generate());
+        let (t, c) = (t.expose(), c.expose());
+        for s in [t, c, &t[..41], &c[..52], "", "tsr_", "tsc_", &format!("{t}x"), &format!("{c}x")] {
+            assert_eq!(is_valid_token(s), TokenSecret::parse(s).is_ok(), "{s:?}");
+            assert_eq!(is_valid_client_secret(s), ClientSecret::parse(s).is_ok(), "{s:?}");
+        }
     }
 }
 

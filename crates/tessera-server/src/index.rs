@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
-use tessera_core::{InactiveReason, Token, TokenHash};
+use tessera_core::{InactiveReason, Token, TokenHash, TokenLife};
 use tessera_store::UsageUpdate;
 
 #[derive(Debug, Default)]
@@ -34,15 +34,36 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The token's record as last loaded or written through. Its use count and last-use time
+    /// may lag behind the live counters: read those through [`snapshot`](Self::snapshot) or
+    /// [`life`](Self::life). Borrowing it is what keeps the hot paths free of copies.
+    pub fn token(&self) -> &Token {
+        &self.token
+    }
+
     /// The token with its live use count and last-use time.
     pub fn snapshot(&self) -> Token {
         let mut t = self.token.clone();
-        t.uses = t.uses.max(self.usage.uses.load(Ordering::Relaxed));
-        let last = self.usage.last_used.load(Ordering::Relaxed);
-        if last > 0 {
-            t.last_used_at = t.last_used_at.max(DateTime::from_timestamp_micros(last));
-        }
+        (t.uses, t.last_used_at) = self.live_usage();
         t
+    }
+
+    /// The lifecycle facts with the live use count and last-use time (no copy of the record).
+    pub fn life(&self) -> TokenLife {
+        let mut life = self.token.life();
+        (life.uses, life.last_used_at) = self.live_usage();
+        life
+    }
+
+    fn live_usage(&self) -> (u64, Option<DateTime<Utc>>) {
+        let uses = self.token.uses.max(self.usage.uses.load(Ordering::Relaxed));
+        let last = self.usage.last_used.load(Ordering::Relaxed);
+        let last_used_at = if last > 0 {
+            self.token.last_used_at.max(DateTime::from_timestamp_micros(last))
+        } else {
+            self.token.last_used_at
+        };
+        (uses, last_used_at)
     }
 }
 
@@ -122,20 +143,18 @@ impl TokenIndex {
     }
 
     /// Checks the lifecycle rules at `now` and, when the token is active, counts one use.
-    /// Returns the token as it is after this use.
-    pub fn use_token(&self, entry: &Entry, now: DateTime<Utc>) -> Result<Token, InactiveReason> {
-        let mut token = entry.snapshot();
-        token.check(now)?;
+    /// Returns the use count including this use; the record is not copied.
+    pub fn use_token(&self, entry: &Entry, now: DateTime<Utc>) -> Result<u64, InactiveReason> {
+        let life = entry.life();
+        life.check(now)?;
         let before = entry.usage.uses.fetch_add(1, Ordering::AcqRel);
-        if token.max_uses.is_some_and(|max| before >= max) {
+        if life.max_uses.is_some_and(|max| before >= max) {
             entry.usage.uses.fetch_sub(1, Ordering::AcqRel);
             return Err(InactiveReason::Exhausted);
         }
         entry.usage.last_used.fetch_max(now.timestamp_micros(), Ordering::AcqRel);
         entry.usage.dirty.store(true, Ordering::Release);
-        token.uses = token.uses.max(before + 1);
-        token.last_used_at = Some(now);
-        Ok(token)
+        Ok(life.uses.max(before + 1))
     }
 
     /// Usage observed since the last call, to be written to the store: the uses not yet

@@ -136,6 +136,8 @@ pub async fn put(
         state.store.commit(unit).await?;
     }
     state.secrets.put(env, name, value);
+    // Drop what was prepared with the previous value now, not at the next gateway request.
+    state.prepared_upstreams.forget_secret(env, name);
     Ok(meta)
 }
 

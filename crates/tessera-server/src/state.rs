@@ -37,6 +37,9 @@ pub struct Inner {
     pub gateway_uses: std::sync::Mutex<Vec<GatewayUse>>,
     /// Outbound HTTP client of the gateway (connection pool shared by all upstreams).
     pub http: reqwest::Client,
+    /// What the gateway derives once per upstream and secret value (base URL, injected header,
+    /// masker), rebuilt when either changes.
+    pub prepared_upstreams: crate::http::routes::gateway::PreparedUpstreams,
     pub clients: ClientCache,
     pub environments: EnvCache,
     pub keyring: Keyring,
@@ -77,6 +80,7 @@ impl AppState {
             faults: FaultState::default(),
             gateway_uses: std::sync::Mutex::new(Vec::new()),
             http,
+            prepared_upstreams: Default::default(),
             clients: ClientCache::default(),
             environments: EnvCache::default(),
             keyring: Keyring::default(),
@@ -100,7 +104,26 @@ impl AppState {
 
     /// The issuer identifier of environment `env`.
     pub fn issuer(&self, env: &str) -> String {
-        format!("{}/env/{env}", self.public_url)
+        self.issuer_of(env).to_string()
+    }
+
+    /// The issuer identifier of `env` as a `Display` value: written straight into an answer
+    /// by the hot paths instead of being built as a `String` per request.
+    pub fn issuer_of<'a>(&'a self, env: &'a str) -> Issuer<'a> {
+        Issuer { public_url: &self.public_url, env }
+    }
+}
+
+/// An environment's issuer identifier, `{public_url}/env/{name}`; see [`AppState::issuer_of`].
+#[derive(Debug, Clone, Copy)]
+pub struct Issuer<'a> {
+    public_url: &'a str,
+    env: &'a str,
+}
+
+impl std::fmt::Display for Issuer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/env/{}", self.public_url, self.env)
     }
 }
 
@@ -128,11 +151,15 @@ impl ClientCache {
     }
 }
 
+/// Values by environment, then name: looked up per gateway request with borrowed keys (a map
+/// keyed by a `(String, String)` pair would need both copied for every lookup).
+pub type ByEnv<T> = HashMap<String, HashMap<String, T>>;
+
 /// Decrypted current secret values, for the gateway's injection (zeroized when dropped).
 /// Invalidated on every new version this server writes.
 #[derive(Debug, Default)]
 pub struct SecretCache {
-    values: RwLock<HashMap<(String, String), SecretValue>>,
+    values: RwLock<ByEnv<SecretValue>>,
 }
 
 /// A decrypted secret value shared by the requests that inject it.
@@ -140,11 +167,12 @@ pub type SecretValue = Arc<Zeroizing<String>>;
 
 impl SecretCache {
     pub fn get(&self, env: &str, name: &str) -> Option<SecretValue> {
-        self.values.read().expect("secret cache lock").get(&(env.to_owned(), name.to_owned())).cloned()
+        self.values.read().expect("secret cache lock").get(env)?.get(name).cloned()
     }
 
     pub fn put(&self, env: &str, name: &str, value: Zeroizing<String>) {
-        self.values.write().expect("secret cache lock").insert((env.to_owned(), name.to_owned()), Arc::new(value));
+        let mut values = self.values.write().expect("secret cache lock");
+        values.entry(env.to_owned()).or_default().insert(name.to_owned(), Arc::new(value));
     }
 
     pub fn clear(&self) {
@@ -153,27 +181,31 @@ impl SecretCache {
 
     /// Forgets one secret's value (a new version was written elsewhere).
     pub fn forget(&self, env: &str, name: &str) {
-        self.values.write().expect("secret cache lock").remove(&(env.to_owned(), name.to_owned()));
+        if let Some(by_name) = self.values.write().expect("secret cache lock").get_mut(env) {
+            by_name.remove(name);
+        }
     }
 }
 
 /// Upstreams by (environment, name).
 #[derive(Debug, Default)]
 pub struct UpstreamCache {
-    upstreams: RwLock<HashMap<(String, String), Arc<Upstream>>>,
+    upstreams: RwLock<ByEnv<Arc<Upstream>>>,
 }
 
 impl UpstreamCache {
     pub fn get(&self, env: &str, name: &str) -> Option<Arc<Upstream>> {
-        self.upstreams.read().expect("upstream cache lock").get(&(env.to_owned(), name.to_owned())).cloned()
+        self.upstreams.read().expect("upstream cache lock").get(env)?.get(name).cloned()
     }
 
     pub fn put(&self, u: Upstream) {
-        self.upstreams.write().expect("upstream cache lock").insert((u.env.clone(), u.name.clone()), Arc::new(u));
+        let mut upstreams = self.upstreams.write().expect("upstream cache lock");
+        upstreams.entry(u.env.clone()).or_default().insert(u.name.clone(), Arc::new(u));
     }
 
     pub fn all(&self) -> Vec<Arc<Upstream>> {
-        let mut v: Vec<_> = self.upstreams.read().expect("upstream cache lock").values().cloned().collect();
+        let upstreams = self.upstreams.read().expect("upstream cache lock");
+        let mut v: Vec<_> = upstreams.values().flat_map(|by_name| by_name.values().cloned()).collect();
         v.sort_by(|a, b| (&a.env, &a.name).cmp(&(&b.env, &b.name)));
         v
     }

@@ -1,7 +1,13 @@
 //! Token validation, the hot path: one function for opaque and JWT tokens, answering from the
-//! in-memory index and keyring. Used by admin authentication, introspection and revocation.
+//! in-memory index and keyring. Used by admin authentication, introspection, revocation and
+//! the gateway.
+//!
+//! [`check`] answers with the index entry itself (no copy of the record), for the hot paths
+//! that only read a few fields; [`validate`] with a copy of the token, for the others.
 
-use tessera_core::{InactiveReason, Token, TokenSecret};
+use std::sync::Arc;
+
+use tessera_core::{InactiveReason, Token};
 
 use crate::http::error::ApiError;
 use crate::index::Entry;
@@ -16,6 +22,14 @@ pub enum Validation {
     Inactive(InactiveReason, Option<Token>),
 }
 
+/// Like [`Validation`], with the index entry instead of a copy of the token: read its record
+/// with [`Entry::token`] (use counts there may lag; [`Entry::snapshot`] has the live ones).
+#[derive(Debug)]
+pub enum Checked {
+    Active(Arc<Entry>),
+    Inactive(InactiveReason, Option<Arc<Entry>>),
+}
+
 /// Whether validating counts as a use (resource-server checks do; admin inspection does not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Count {
@@ -24,11 +38,22 @@ pub enum Count {
 }
 
 /// Finds the token behind `raw` (opaque `tsr_…` or JWT) and applies the lifecycle rules.
-/// Malformed, unknown and badly signed tokens are all `Inactive(Unknown)`.
+/// Malformed, unknown and badly signed tokens are all `Inactive(Unknown)`. The token returned
+/// as active is as it is after this use.
 pub async fn validate(state: &AppState, raw: &str, count: Count) -> Result<Validation, ApiError> {
+    Ok(match check(state, raw, count).await? {
+        Checked::Active(entry) => Validation::Active(entry.snapshot()),
+        Checked::Inactive(reason, entry) => Validation::Inactive(reason, entry.map(|e| e.snapshot())),
+    })
+}
+
+/// [`validate`] without copying the token: the same lookup, rules and use counting.
+pub async fn check(state: &AppState, raw: &str, count: Count) -> Result<Checked, ApiError> {
     let entry = if raw.starts_with(tessera_core::token::TOKEN_PREFIX) {
-        let Ok(secret) = TokenSecret::parse(raw) else { return Ok(unknown()) };
-        let hash = state.hasher.hash(secret.expose());
+        if !tessera_core::token::is_valid_token(raw) {
+            return Ok(unknown());
+        }
+        let hash = state.hasher.hash(raw);
         match state.index.get_by_hash(&hash) {
             Some(e) => e,
             None => match state.store.token_by_hash(&hash).await? {
@@ -63,14 +88,14 @@ pub async fn validate(state: &AppState, raw: &str, count: Count) -> Result<Valid
     } else {
         return Ok(unknown());
     };
-    Ok(check(state, &entry, count))
+    Ok(apply_rules(state, entry, count))
 }
 
-fn unknown() -> Validation {
-    Validation::Inactive(InactiveReason::Unknown, None)
+fn unknown() -> Checked {
+    Checked::Inactive(InactiveReason::Unknown, None)
 }
 
-async fn by_id(state: &AppState, id: &str) -> Result<Option<std::sync::Arc<Entry>>, ApiError> {
+async fn by_id(state: &AppState, id: &str) -> Result<Option<Arc<Entry>>, ApiError> {
     if let Some(e) = state.index.get(id) {
         return Ok(Some(e));
     }
@@ -83,17 +108,14 @@ async fn by_id(state: &AppState, id: &str) -> Result<Option<std::sync::Arc<Entry
     }
 }
 
-fn check(state: &AppState, entry: &Entry, count: Count) -> Validation {
+fn apply_rules(state: &AppState, entry: Arc<Entry>, count: Count) -> Checked {
     let now = crate::now();
     let result = match count {
-        Count::Use => state.index.use_token(entry, now),
-        Count::Peek => {
-            let t = entry.snapshot();
-            t.check(now).map(|()| t)
-        }
+        Count::Use => state.index.use_token(&entry, now).map(drop),
+        Count::Peek => entry.life().check(now),
     };
     match result {
-        Ok(t) => Validation::Active(t),
-        Err(reason) => Validation::Inactive(reason, Some(entry.snapshot())),
+        Ok(()) => Checked::Active(entry),
+        Err(reason) => Checked::Inactive(reason, Some(entry)),
     }
 }

@@ -11,7 +11,7 @@ use tessera_core::{Access, InactiveReason, Scope, ScopeSet, TokenSecret};
 
 use crate::http::error::ApiError;
 use crate::state::AppState;
-use crate::validate::{validate, Count, Validation};
+use crate::validate::{check, Checked, Count};
 
 /// The token that authenticated an admin request, already checked and counted as one use.
 #[derive(Debug, Clone)]
@@ -78,15 +78,16 @@ impl FromRequestParts<AppState> for Caller {
         } else if !crate::jwt::looks_like_jwt(raw) {
             return Err(ApiError::InvalidToken("malformed token: neither a Tessera token (tsr_...) nor a JWT".into()));
         }
-        let token = match validate(state, raw, Count::Use).await? {
-            Validation::Active(token) => token,
-            Validation::Inactive(InactiveReason::Unknown, _) => {
+        let entry = match check(state, raw, Count::Use).await? {
+            Checked::Active(entry) => entry,
+            Checked::Inactive(InactiveReason::Unknown, _) => {
                 return Err(ApiError::InvalidToken("unknown token".into()))
             }
-            Validation::Inactive(reason, _) => {
+            Checked::Inactive(reason, _) => {
                 return Err(ApiError::InvalidToken(format!("token is inactive ({reason})")));
             }
         };
+        let token = entry.token();
         if !token.scopes.has_any_admin_scope() {
             return Err(ApiError::InsufficientScope {
                 detail: "this token carries no Tessera admin scope (tessera:admin or tessera:env:NAME:read|write)"
@@ -94,7 +95,7 @@ impl FromRequestParts<AppState> for Caller {
                 needed: "tessera:admin".into(),
             });
         }
-        Ok(Caller { token_id: token.id, scopes: token.scopes })
+        Ok(Caller { token_id: token.id.clone(), scopes: token.scopes.clone() })
     }
 }
 

@@ -139,6 +139,24 @@ async fn the_key_is_injected_and_the_callers_token_never_forwarded() {
 }
 
 #[tokio::test]
+async fn a_new_secret_value_is_injected_and_masked_from_the_next_request() {
+    let g = gateway().await;
+    let get = || g.s.http().get(g.url("/v1/echo")).bearer_auth(&g.token).send();
+    assert_eq!(get().await.unwrap().status(), 200);
+    assert_eq!(g.last().headers["authorization"], format!("Bearer {KEY}"));
+    let new_key = "sk_test_rotated_Zx81Kq0pLm3Nv7Rt";
+    let c = g.s.root_client();
+    c.put_secret("staging", "payments-key", &PutSecret { value: new_key.into(), ..Default::default() }).await.unwrap();
+    let resp = get().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(g.last().headers["authorization"], format!("Bearer {new_key}"));
+    assert!(!resp.headers()["x-echo-key"].to_str().unwrap().contains(new_key));
+    let body = resp.text().await.unwrap();
+    assert!(!body.contains(new_key), "{body}");
+    assert!(body.contains(&"*".repeat(new_key.len())), "{body}");
+}
+
+#[tokio::test]
 async fn query_injection_and_streaming_bodies() {
     let g = gateway().await;
     let c = g.s.root_client();

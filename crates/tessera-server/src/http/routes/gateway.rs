@@ -5,9 +5,12 @@
 //! upstream. The gateway removes the caller's credential, injects the upstream secret, streams
 //! both bodies, masks the secret if the upstream echoes it, and records the use in a batch.
 
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,15 +22,16 @@ use tessera_api::{AddFault, FaultList, FaultView};
 use tessera_core::audit::actions;
 use tessera_core::id::new_public_id;
 use tessera_core::mask::Masker;
-use tessera_core::upstream::{is_safe_path, Fault, FaultKind, Injection};
-use tessera_core::{format_duration, Access, AuditEvent, InactiveReason, Token};
+use tessera_core::upstream::{is_safe_path, Fault, FaultKind, Injection, Upstream};
+use tessera_core::{format_duration, Access, AuditEvent, InactiveReason};
 use tessera_store::{Change, GatewayUse, WriteUnit};
 
 use super::duration_field;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{bearer, ApiJson, ApiQuery, Caller};
-use crate::state::AppState;
-use crate::validate::{validate, Count, Validation};
+use crate::index::Entry;
+use crate::state::{AppState, ByEnv, SecretValue};
+use crate::validate::{check, Checked, Count};
 use crate::{secrets, tokens};
 
 pub fn routes() -> Router<AppState> {
@@ -37,37 +41,130 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/gateway/faults", get(list_faults).post(add_fault).delete(clear_faults))
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) and others the gateway never forwards.
-const DROPPED: [&str; 11] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "authorization",
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and others the gateway never forwards (as
+/// `HeaderName`s: removing by `&str` would parse the name again on every request).
+const DROPPED: [HeaderName; 11] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+    header::AUTHORIZATION,
 ];
 
-fn forwardable(headers: &HeaderMap) -> HeaderMap {
-    // Headers named in Connection are hop-by-hop too.
-    let named: Vec<String> = headers
+/// Removes from `headers` those the gateway never forwards: [`DROPPED`] and the headers named
+/// in `Connection` (hop-by-hop too). Works in place: the other headers keep their order and
+/// are not copied.
+fn strip_unforwardable(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| HeaderName::from_bytes(s.trim().as_bytes()).ok())
         .collect();
-    let mut out = HeaderMap::new();
-    for (name, value) in headers {
-        let n = name.as_str();
-        if !DROPPED.contains(&n) && !named.iter().any(|x| x == n) {
-            out.append(name.clone(), value.clone());
+    for name in named.iter().chain(&DROPPED) {
+        headers.remove(name);
+    }
+}
+
+/// What the gateway derives from an upstream and the value of its secret: built on the first
+/// request after either changes, not per request.
+pub struct PreparedUpstream {
+    upstream: Arc<Upstream>,
+    secret: SecretValue,
+    /// `upstream.url` parsed, and the path it ends with (`""` for none): a request's URL is
+    /// this with `{base path}{request path}` set as its path.
+    base: Option<(url::Url, String)>,
+    /// The injected header, or why it cannot be built (answered when a request needs it).
+    header: Option<Result<(HeaderName, HeaderValue), &'static str>>,
+    /// Masks the secret and its encodings; cloned (cheaply) per response.
+    masker: Masker,
+}
+
+impl PreparedUpstream {
+    fn new(upstream: Arc<Upstream>, secret: SecretValue) -> Self {
+        let base = url::Url::parse(&upstream.url).ok().map(|u| {
+            // The stored URL has no trailing `/`: a bare host parses to the path `/`, which the
+            // request path replaces.
+            let path = if u.path() == "/" { String::new() } else { u.path().to_owned() };
+            (u, path)
+        });
+        let header = match &upstream.inject {
+            Injection::Header { name, template } => Some(injected_header(name, template, &secret)),
+            _ => None,
+        };
+        let masker = Masker::with_encodings([secret.as_bytes()]);
+        Self { upstream, secret, base, header, masker }
+    }
+
+    /// The upstream URL of request path `path` (query not set): what parsing
+    /// `{upstream.url}{path}` gives, without parsing the scheme and host again.
+    fn url(&self, path: &str) -> Result<url::Url, url::ParseError> {
+        match &self.base {
+            Some((base, base_path)) => {
+                let mut url = base.clone();
+                if base_path.is_empty() {
+                    url.set_path(path);
+                } else {
+                    url.set_path(&format!("{base_path}{path}"));
+                }
+                Ok(url)
+            }
+            None => url::Url::parse(&format!("{}{path}", self.upstream.url)),
         }
     }
-    out
+}
+
+fn injected_header(name: &str, template: &str, secret: &str) -> Result<(HeaderName, HeaderValue), &'static str> {
+    let value = zeroize::Zeroizing::new(template.replace("{secret}", secret));
+    let mut value = HeaderValue::from_str(&value).map_err(|_| "the secret does not fit in an HTTP header")?;
+    value.set_sensitive(true);
+    let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| "bad header name")?;
+    Ok((name, value))
+}
+
+/// [`PreparedUpstream`]s by environment and upstream name. An entry is used only while it was
+/// built from the upstream record and secret value currently cached (same `Arc`s), so any
+/// change of either rebuilds it; a new secret version also drops it at once
+/// ([`forget_secret`](Self::forget_secret)).
+#[derive(Default)]
+pub struct PreparedUpstreams {
+    entries: RwLock<ByEnv<Arc<PreparedUpstream>>>,
+}
+
+impl fmt::Debug for PreparedUpstreams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedUpstreams").finish_non_exhaustive()
+    }
+}
+
+impl PreparedUpstreams {
+    fn get(&self, upstream: &Arc<Upstream>, secret: &SecretValue) -> Arc<PreparedUpstream> {
+        let current = |p: &&Arc<PreparedUpstream>| Arc::ptr_eq(&p.upstream, upstream) && Arc::ptr_eq(&p.secret, secret);
+        {
+            let entries = self.entries.read().expect("prepared upstreams lock");
+            if let Some(p) = entries.get(&upstream.env).and_then(|m| m.get(&upstream.name)).filter(current) {
+                return p.clone();
+            }
+        }
+        let prepared = Arc::new(PreparedUpstream::new(upstream.clone(), secret.clone()));
+        let mut entries = self.entries.write().expect("prepared upstreams lock");
+        entries.entry(upstream.env.clone()).or_default().insert(upstream.name.clone(), prepared.clone());
+        prepared
+    }
+
+    /// Drops what was prepared with secret `name` of `env` (its value changed).
+    pub fn forget_secret(&self, env: &str, name: &str) {
+        if let Some(m) = self.entries.write().expect("prepared upstreams lock").get_mut(env) {
+            m.retain(|_, p| p.upstream.secret != name);
+        }
+    }
 }
 
 async fn proxy_root(state: State<AppState>, Path(upstream): Path<String>, req: Request) -> Response {
@@ -93,7 +190,8 @@ fn injected(status: u16) -> ApiError {
 
 /// Applies the fault rules for this request. Returns an error to answer instead of
 /// forwarding, and whether to revoke the token after forwarding.
-async fn apply_faults(state: &AppState, token: &Token, upstream: &str) -> Result<bool, Response> {
+async fn apply_faults(state: &AppState, entry: &Entry, upstream: &str) -> Result<bool, Response> {
+    let token = entry.token();
     let mut revoke_after_forward = false;
     for fault in state.faults.matching(&token.env, upstream, &token.id) {
         match &fault.kind {
@@ -114,7 +212,7 @@ async fn apply_faults(state: &AppState, token: &Token, upstream: &str) -> Result
                 let elapsed = (crate::now() - fault.created_at).to_std().unwrap_or_default();
                 if elapsed >= *after && token.superseded_by.is_none() {
                     let result =
-                        tokens::rotate(state, &format!("fault:{}", fault.id), token.clone(), Some(Duration::ZERO))
+                        tokens::rotate(state, &format!("fault:{}", fault.id), entry.snapshot(), Some(Duration::ZERO))
                             .await;
                     if let Err(e) = result {
                         tracing::warn!(fault = %fault.id, error = %e, "rotate_after fault could not rotate");
@@ -129,20 +227,21 @@ async fn apply_faults(state: &AppState, token: &Token, upstream: &str) -> Result
 
 async fn forward(state: AppState, upstream_name: String, req: Request) -> Result<Response, Response> {
     let started = Instant::now();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let err = |e: ApiError| e.into_response();
     let raw = bearer(&parts.headers).and_then(|b| b.ok_or(ApiError::MissingCredentials)).map_err(err)?;
-    let token = match validate(&state, raw, Count::Use).await.map_err(err)? {
-        Validation::Active(t) => t,
-        Validation::Inactive(InactiveReason::Unknown, _) => {
+    let entry = match check(&state, raw, Count::Use).await.map_err(err)? {
+        Checked::Active(e) => e,
+        Checked::Inactive(InactiveReason::Unknown, _) => {
             return Err(err(ApiError::InvalidToken("unknown token".into())))
         }
-        Validation::Inactive(reason, _) => {
+        Checked::Inactive(reason, _) => {
             return Err(err(ApiError::InvalidToken(format!("token is inactive ({reason})"))))
         }
     };
-    let scope = format!("gw:{upstream_name}");
-    if !token.scopes.contains(&scope) {
+    let token = entry.token();
+    if !token.scopes.iter().any(|s| s.as_str().strip_prefix("gw:") == Some(upstream_name.as_str())) {
+        let scope = format!("gw:{upstream_name}");
         return Err(err(ApiError::InsufficientScope {
             detail: format!("the gateway needs scope {scope}"),
             needed: scope,
@@ -153,7 +252,7 @@ async fn forward(state: AppState, upstream_name: String, req: Request) -> Result
     })?;
     // The raw (still percent-encoded) path is what is checked and forwarded, so an encoded
     // `..` or `/` cannot slip past the allow-list by being decoded later.
-    let path = match parts.uri.path().strip_prefix(&format!("/gw/{upstream_name}")) {
+    let path = match parts.uri.path().strip_prefix("/gw/").and_then(|p| p.strip_prefix(upstream_name.as_str())) {
         Some("") => "/".to_owned(),
         Some(p) if p.starts_with('/') => p.to_owned(),
         _ => return Err(err(ApiError::BadRequest("malformed gateway path".into()))),
@@ -176,7 +275,7 @@ async fn forward(state: AppState, upstream_name: String, req: Request) -> Result
     if parts.headers.contains_key(header::TRANSFER_ENCODING) && parts.headers.contains_key(header::CONTENT_LENGTH) {
         return Err(err(ApiError::BadRequest("conflicting Content-Length and Transfer-Encoding".into())));
     }
-    let revoke_after = apply_faults(&state, &token, &upstream.name).await?;
+    let revoke_after = apply_faults(&state, &entry, &upstream.name).await?;
     let secret = secrets::value_for_injection(&state, &token.env, &upstream.secret).await.map_err(|e| match e {
         ApiError::NotFound(_) => err(ApiError::Unavailable(format!(
             "upstream {} needs secret {:?}, which is not set in environment {}",
@@ -184,12 +283,14 @@ async fn forward(state: AppState, upstream_name: String, req: Request) -> Result
         ))),
         other => err(other),
     })?;
+    let prepared = state.prepared_upstreams.get(&upstream, &secret);
 
-    let mut url = url::Url::parse(&format!("{}{path}", upstream.url))
-        .map_err(|_| err(ApiError::BadRequest("the path does not form a valid URL".into())))?;
-    {
+    let mut url =
+        prepared.url(&path).map_err(|_| err(ApiError::BadRequest("the path does not form a valid URL".into())))?;
+    let query = parts.uri.query().unwrap_or("");
+    if !query.is_empty() || matches!(upstream.inject, Injection::Query { .. }) {
         // Forward the query without any credential of the caller.
-        let kept: Vec<(String, String)> = url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+        let kept: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
             .filter(|(k, _)| k != "access_token" && !matches!(&upstream.inject, Injection::Query { name } if name == k))
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
@@ -205,14 +306,10 @@ async fn forward(state: AppState, upstream_name: String, req: Request) -> Result
     if url.query() == Some("") {
         url.set_query(None);
     }
-    let mut headers = forwardable(&parts.headers);
-    if let Injection::Header { name, template } = &upstream.inject {
-        let value = zeroize::Zeroizing::new(template.replace("{secret}", secret.as_str()));
-        let mut value = HeaderValue::from_str(&value)
-            .map_err(|_| err(ApiError::Internal("the secret does not fit in an HTTP header".into())))?;
-        value.set_sensitive(true);
-        let name =
-            HeaderName::from_bytes(name.as_bytes()).map_err(|_| err(ApiError::Internal("bad header name".into())))?;
+    let mut headers = std::mem::take(&mut parts.headers);
+    strip_unforwardable(&mut headers);
+    if let Some(injected) = &prepared.header {
+        let (name, value) = injected.clone().map_err(|e| err(ApiError::Internal(e.into())))?;
         headers.insert(name, value);
     }
     let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap_or(reqwest::Method::GET);
@@ -235,7 +332,7 @@ async fn forward(state: AppState, upstream_name: String, req: Request) -> Result
         status,
         latency_us,
     };
-    let upstream_response = match result {
+    let mut upstream_response = match result {
         Ok(r) => r,
         Err(e) => {
             let answer = if e.is_timeout() {
@@ -254,20 +351,26 @@ async fn forward(state: AppState, upstream_name: String, req: Request) -> Result
     let status = upstream_response.status();
     state.gateway_uses.lock().expect("usage lock").push(record(status.as_u16()));
     if revoke_after {
-        if let Err(e) =
-            tokens::revoke(&state, "gateway-fault", "gateway", vec![token.clone()], Some("revoke_after fault".into()))
-                .await
+        if let Err(e) = tokens::revoke(
+            &state,
+            "gateway-fault",
+            "gateway",
+            vec![entry.snapshot()],
+            Some("revoke_after fault".into()),
+        )
+        .await
         {
             tracing::warn!(error = %e, "revoke_after fault could not revoke");
         }
     }
-    let masker = Masker::with_encodings([secret.as_bytes()]);
-    let mut response = Response::builder().status(status.as_u16());
-    for (name, value) in forwardable(upstream_response.headers()) {
-        let Some(name) = name else { continue };
-        let masked = masker.mask_all(value.as_bytes());
-        if let Ok(v) = HeaderValue::from_bytes(&masked) {
-            response = response.header(name, v);
+    let masker = prepared.masker.clone();
+    let mut response_headers = std::mem::take(upstream_response.headers_mut());
+    strip_unforwardable(&mut response_headers);
+    keep_first_values(&mut response_headers);
+    for value in response_headers.values_mut() {
+        if let Cow::Owned(masked) = masker.mask_all_borrowed(value.as_bytes()) {
+            // `*` for bytes of a valid value is valid; should it not be, nothing is shown.
+            *value = HeaderValue::from_bytes(&masked).unwrap_or_else(|_| HeaderValue::from_static(""));
         }
     }
     let stream = futures_util::stream::unfold(
@@ -278,14 +381,39 @@ async fn forward(state: AppState, upstream_name: String, req: Request) -> Result
             }
             match stream.next().await {
                 Some(Ok(chunk)) => {
-                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(masker.push(&chunk))), (stream, masker, false)))
+                    let out = match masker.push_borrowed(&chunk) {
+                        Cow::Borrowed(_) => chunk.clone(),
+                        Cow::Owned(masked) => Bytes::from(masked),
+                    };
+                    Some((Ok::<_, std::io::Error>(out), (stream, masker, false)))
                 }
                 Some(Err(e)) => Some((Err(std::io::Error::other(e)), (stream, masker, true))),
-                None => Some((Ok(bytes::Bytes::from(masker.finish())), (stream, masker, true))),
+                None => Some((Ok(Bytes::from(masker.finish())), (stream, masker, true))),
             }
         },
     );
-    response.body(Body::from_stream(stream)).map_err(|_| err(ApiError::Internal("building the response failed".into())))
+    let mut response = Response::new(Body::from_stream(stream));
+    *response.status_mut() = status;
+    *response.headers_mut() = response_headers;
+    Ok(response)
+}
+
+/// Keeps only the first value of each upstream response header, as the gateway has always
+/// passed them on (it rebuilt the answer's headers from an owned `HeaderMap` iterator, which
+/// names only the first value of each header, and skipped the unnamed rest).
+// TODO(behaviour): this drops repeated headers such as several `Set-Cookie`; forwarding all
+// values is probably what was meant, but that is a change of behaviour, not of speed.
+fn keep_first_values(headers: &mut HeaderMap) {
+    if headers.keys_len() == headers.len() {
+        return;
+    }
+    let repeated: Vec<HeaderName> =
+        headers.keys().filter(|name| headers.get_all(*name).iter().nth(1).is_some()).cloned().collect();
+    for name in repeated {
+        if let Some(first) = headers.get(&name).cloned() {
+            headers.insert(name, first);
+        }
+    }
 }
 
 fn fault_view(f: &Fault) -> FaultView {
@@ -406,4 +534,49 @@ async fn clear_faults(
         .await?;
     state.faults.set(kept.iter().map(|f| (**f).clone()).collect());
     Ok(Json(FaultList { faults: cleared.iter().map(|f| fault_view(f)).collect() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(url: &str) -> Arc<Upstream> {
+        Arc::new(Upstream {
+            env: "e".into(),
+            name: "u".into(),
+            url: url.into(),
+            secret: "s".into(),
+            inject: Injection::Header { name: "authorization".into(), template: "Bearer {secret}".into() },
+            allow_paths: vec![],
+            allow_methods: vec![],
+            timeout: Duration::from_secs(1),
+            created_at: crate::now(),
+        })
+    }
+
+    // A request path never holds `?` or `#`: the URI parser has split them off.
+    #[test]
+    fn prepared_urls_are_what_parsing_the_whole_url_gives() {
+        let secret: SecretValue = Arc::new(zeroize::Zeroizing::new("sk_test_x".to_owned()));
+        let bases = ["http://127.0.0.1:8080", "https://api.example", "https://api.example/v2", "http://[::1]:9/a%20b"];
+        let paths = ["/", "/v1/ping", "/a%2Fb", "/a b", "/ü/%7B", "/{x}|\"y\"", "/a\\b", "/x;y=1,z", "/%"];
+        for base in bases {
+            let prepared = PreparedUpstream::new(upstream(base), secret.clone());
+            for path in paths {
+                let whole = url::Url::parse(&format!("{base}{path}")).map(|u| u.to_string());
+                assert_eq!(prepared.url(path).map(|u| u.to_string()), whole, "{base} + {path}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_first_value_of_a_repeated_response_header_is_kept() {
+        let mut h = HeaderMap::new();
+        h.append("set-cookie", HeaderValue::from_static("a=1"));
+        h.append("set-cookie", HeaderValue::from_static("b=2"));
+        h.append("x-one", HeaderValue::from_static("1"));
+        keep_first_values(&mut h);
+        assert_eq!(h.get_all("set-cookie").iter().collect::<Vec<_>>(), ["a=1"]);
+        assert_eq!(h["x-one"], "1");
+    }
 }

@@ -3,25 +3,31 @@
 //!
 //! These endpoints answer in the RFCs' own formats (`{"error": …}`), not problem+json.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::fmt;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use serde_json::{json, Map, Value};
-use tessera_core::{Access, Client, ClientSecret, InactiveReason, ScopeSet, Token, TokenFormat};
+use serde::{Serialize, Serializer};
+use serde_json::json;
+use tessera_core::{Access, Client, InactiveReason, ScopeSet, Token, TokenFormat};
+use zeroize::Zeroizing;
 
 use crate::http::error::ApiError;
-use crate::state::AppState;
+use crate::index::Entry;
+use crate::state::{AppState, Issuer};
 use crate::tokens::{self, MintRequest};
-use crate::validate::{validate, Count, Validation};
+use crate::validate::{check, Checked, Count};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -94,9 +100,37 @@ impl IntoResponse for OAuthError {
 
 type OAuthResult<T> = Result<T, OAuthError>;
 
+/// The request of a form-posting endpoint: its headers, moved out of the request rather than
+/// copied (as the `HeaderMap` extractor would), and its body.
+struct FormRequest {
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+}
+
+impl FromRequest<AppState> for FormRequest {
+    type Rejection = Infallible;
+
+    async fn from_request(mut req: Request, state: &AppState) -> Result<Self, Infallible> {
+        let headers = std::mem::take(req.headers_mut());
+        // The body extractor reads only the body and the body limit (an extension).
+        let body = Bytes::from_request(req, state).await;
+        Ok(Self { headers, body })
+    }
+}
+
+/// The parameters of a form body, borrowed from it where they needed no decoding.
+struct Form<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl Form<'_> {
+    /// The value of parameter `name`; an empty value counts as absent.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_ref()).filter(|v| !v.is_empty())
+    }
+}
+
 /// Parses an `application/x-www-form-urlencoded` body, refusing repeated parameters
 /// (RFC 6749 §3.2: "Request and response parameters MUST NOT be included more than once").
-fn form(headers: &HeaderMap, body: &Result<Bytes, BytesRejection>) -> OAuthResult<HashMap<String, String>> {
+fn form<'a>(headers: &HeaderMap, body: &'a Result<Bytes, BytesRejection>) -> OAuthResult<Form<'a>> {
     let body = body.as_ref().map_err(|r| {
         OAuthError::new(
             r.status(),
@@ -108,47 +142,62 @@ fn form(headers: &HeaderMap, body: &Result<Bytes, BytesRejection>) -> OAuthResul
     if !ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         return Err(OAuthError::invalid_request("send parameters as application/x-www-form-urlencoded"));
     }
-    let mut params = HashMap::new();
-    for (k, v) in url::form_urlencoded::parse(body) {
-        if params.insert(k.to_string(), v.into_owned()).is_some() {
-            return Err(OAuthError::invalid_request(format!("parameter {k:?} is given more than once")));
-        }
-    }
-    Ok(params)
-}
-
-fn param<'a>(p: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
-    p.get(name).map(String::as_str).filter(|v| !v.is_empty())
-}
-
-/// Client credentials from HTTP Basic (`client_secret_basic`) or the body
-/// (`client_secret_post`); exactly one method.
-fn client_credentials(headers: &HeaderMap, p: &HashMap<String, String>) -> OAuthResult<Option<(String, String)>> {
-    let basic = match headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        Some(v) if v.len() > 6 && v[..6].eq_ignore_ascii_case("basic ") => {
-            let decoded = B64
-                .decode(v[6..].trim())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| OAuthError::invalid_client("malformed HTTP Basic credentials"))?;
-            let (id, secret) = decoded
-                .split_once(':')
-                .ok_or_else(|| OAuthError::invalid_client("malformed HTTP Basic credentials"))?;
-            // RFC 6749 §2.3.1: both parts are form-urlencoded before Basic encoding.
-            let unescape =
-                |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
-            Some((unescape(id).unwrap_or_default(), unescape(secret).unwrap_or_default()))
-        }
-        _ => None,
+    let params: Vec<_> = url::form_urlencoded::parse(body).collect();
+    // The first parameter seen before is refused. Real requests have a handful of parameters
+    // (compared pairwise); a set keeps a body full of distinct names linear.
+    let repeated = if params.len() <= 16 {
+        (1..params.len()).find(|&i| params[..i].iter().any(|(k, _)| *k == params[i].0))
+    } else {
+        let mut seen = HashSet::with_capacity(params.len());
+        params.iter().position(|(k, _)| !seen.insert(k.as_ref()))
     };
-    let post = match (param(p, "client_id"), param(p, "client_secret")) {
-        (Some(id), Some(secret)) => Some((id.to_owned(), secret.to_owned())),
+    if let Some(i) = repeated {
+        let k = &params[i].0;
+        return Err(OAuthError::invalid_request(format!("parameter {k:?} is given more than once")));
+    }
+    Ok(Form(params))
+}
+
+/// The `id:secret` text of an HTTP Basic `Authorization` header (`client_secret_basic`),
+/// base64-decoded, both parts still form-urlencoded; `None` without Basic credentials.
+fn basic_credentials(headers: &HeaderMap) -> OAuthResult<Option<Zeroizing<String>>> {
+    match headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        Some(v) if v.len() > 6 && v[..6].eq_ignore_ascii_case("basic ") => B64
+            .decode(v[6..].trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|decoded| decoded.contains(':'))
+            .map(|decoded| Some(Zeroizing::new(decoded)))
+            .ok_or_else(|| OAuthError::invalid_client("malformed HTTP Basic credentials")),
+        _ => Ok(None),
+    }
+}
+
+/// One form-urlencoded part of Basic credentials, decoded (RFC 6749 §2.3.1). The value ends
+/// at the first `&`, as a form parameter's would.
+fn form_unescape(s: &str) -> Cow<'_, str> {
+    if !s.contains(['%', '+', '&']) {
+        return Cow::Borrowed(s);
+    }
+    let decoded = url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    Cow::Owned(decoded.unwrap_or_default())
+}
+
+/// Client credentials from HTTP Basic (`basic`, from [`basic_credentials`]:
+/// `client_secret_basic`) or the body (`client_secret_post`); exactly one method.
+fn client_credentials<'a>(
+    basic: Option<&'a str>,
+    p: &'a Form<'_>,
+) -> OAuthResult<Option<(Cow<'a, str>, Cow<'a, str>)>> {
+    let basic = basic.and_then(|b| b.split_once(':')).map(|(id, secret)| (form_unescape(id), form_unescape(secret)));
+    let post = match (p.get("client_id"), p.get("client_secret")) {
+        (Some(id), Some(secret)) => Some((Cow::Borrowed(id), Cow::Borrowed(secret))),
         _ => None,
     };
     match (basic, post) {
         (Some(_), Some(_)) => Err(OAuthError::invalid_request("use one client authentication method, not both")),
         (Some(b), None) => {
-            if param(p, "client_id").is_some_and(|id| id != b.0) {
+            if p.get("client_id").is_some_and(|id| id != b.0) {
                 return Err(OAuthError::invalid_request("client_id does not match the authenticated client"));
             }
             Ok(Some(b))
@@ -164,7 +213,7 @@ async fn authenticate_client(state: &AppState, id: &str, secret: &str) -> OAuthR
         Err(ApiError::NotFound(_)) => return Err(OAuthError::invalid_client("client authentication failed")),
         Err(e) => return Err(e.into()),
     };
-    if ClientSecret::parse(secret).is_err() || !state.hasher.hash(secret).ct_eq(&client.secret_hash) {
+    if !tessera_core::token::is_valid_client_secret(secret) || !state.hasher.hash(secret).ct_eq(&client.secret_hash) {
         return Err(OAuthError::invalid_client("client authentication failed"));
     }
     if client.disabled {
@@ -173,17 +222,13 @@ async fn authenticate_client(state: &AppState, id: &str, secret: &str) -> OAuthR
     Ok(client)
 }
 
-async fn token(
-    State(state): State<AppState>,
-    Path(env): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> OAuthResult<Response> {
-    let p = form(&headers, &body)?;
-    let (id, secret) = client_credentials(&headers, &p)?.ok_or_else(|| {
+async fn token(State(state): State<AppState>, Path(env): Path<String>, req: FormRequest) -> OAuthResult<Response> {
+    let p = form(&req.headers, &req.body)?;
+    let basic = basic_credentials(&req.headers)?;
+    let (id, secret) = client_credentials(basic.as_deref().map(String::as_str), &p)?.ok_or_else(|| {
         OAuthError::invalid_client("client authentication required (HTTP Basic or client_id/client_secret)")
     })?;
-    let grant = param(&p, "grant_type").ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    let grant = p.get("grant_type").ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
     if grant != "client_credentials" {
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
@@ -207,7 +252,7 @@ async fn token(
             format!("client {} has no scopes in environment {env}", client.id),
         ));
     }
-    let scopes = match param(&p, "scope") {
+    let scopes = match p.get("scope") {
         None => allowed.clone(),
         Some(s) => ScopeSet::parse_space_separated(s).map_err(|e| OAuthError::invalid_scope(e.to_string()))?,
     };
@@ -219,7 +264,7 @@ async fn token(
     if scopes.is_empty() {
         return Err(OAuthError::invalid_scope("request at least one scope"));
     }
-    let audience = match (param(&p, "audience"), param(&p, "resource")) {
+    let audience = match (p.get("audience"), p.get("resource")) {
         (Some(a), Some(r)) if a != r => {
             return Err(OAuthError::invalid_request("audience and resource name different targets; give one"))
         }
@@ -242,13 +287,12 @@ async fn token(
         },
     )
     .await?;
-    let expires_in = (minted.token.expires_at - minted.token.created_at).num_seconds();
-    let body = json!({
-        "access_token": minted.secret.expose(),
-        "token_type": "Bearer",
-        "expires_in": expires_in,
-        "scope": minted.token.scopes.to_string(),
-    });
+    let body = TokenAnswer {
+        access_token: minted.secret.expose(),
+        expires_in: (minted.token.expires_at - minted.token.created_at).num_seconds(),
+        scope: AsStr(&minted.token.scopes),
+        token_type: "Bearer",
+    };
     let mut resp = Json(body).into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
@@ -270,100 +314,159 @@ impl Requester {
     }
 }
 
-async fn requester(state: &AppState, headers: &HeaderMap, p: &HashMap<String, String>) -> OAuthResult<Requester> {
+async fn requester(state: &AppState, headers: &HeaderMap, p: &Form<'_>) -> OAuthResult<Requester> {
     // A Bearer header means an admin caller; anything else (Basic, none) a client.
     if let Ok(Some(token)) = crate::http::extract::bearer(headers) {
-        return match validate(state, token, Count::Use).await? {
-            Validation::Active(t) if t.scopes.has_any_admin_scope() => Ok(Requester::Admin(t.scopes)),
-            Validation::Active(_) => Err(OAuthError::new(
+        return match check(state, token, Count::Use).await? {
+            Checked::Active(e) if e.token().scopes.has_any_admin_scope() => {
+                Ok(Requester::Admin(e.token().scopes.clone()))
+            }
+            Checked::Active(_) => Err(OAuthError::new(
                 StatusCode::FORBIDDEN,
                 "insufficient_scope",
                 "this bearer token carries no Tessera admin scope; resource servers authenticate as clients",
             )),
-            Validation::Inactive(..) => Err(OAuthError {
+            Checked::Inactive(..) => Err(OAuthError {
                 basic_challenge: false,
                 ..OAuthError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the bearer token is not active")
             }),
         };
     }
-    let (id, secret) =
-        client_credentials(headers, p)?.ok_or_else(|| OAuthError::invalid_client("client authentication required"))?;
+    let basic = basic_credentials(headers)?;
+    let (id, secret) = client_credentials(basic.as_deref().map(String::as_str), p)?
+        .ok_or_else(|| OAuthError::invalid_client("client authentication required"))?;
     Ok(Requester::Client(authenticate_client(state, &id, &secret).await?))
 }
 
-async fn introspect(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> OAuthResult<Json<Value>> {
-    let p = form(&headers, &body)?;
-    let who = requester(&state, &headers, &p).await?;
-    let raw = param(&p, "token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+async fn introspect(State(state): State<AppState>, req: FormRequest) -> OAuthResult<Response> {
+    let p = form(&req.headers, &req.body)?;
+    let who = requester(&state, &req.headers, &p).await?;
+    let raw = p.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     // Resource servers' checks count as uses; an admin's inspection does not.
     let count = if matches!(who, Requester::Client(_)) { Count::Use } else { Count::Peek };
-    let result = validate(&state, raw, count).await?;
-    let (token, reason) = match result {
-        Validation::Active(t) => (Some(t), None),
-        Validation::Inactive(r, t) => (t, Some(r)),
+    let (entry, reason) = match check(&state, raw, count).await? {
+        Checked::Active(e) => (Some(e), None),
+        Checked::Inactive(r, e) => (e, Some(r)),
     };
-    let visible = token.as_ref().is_some_and(|t| who.may_see(&t.env));
+    let token = entry.as_deref().map(Entry::token);
+    let visible = token.is_some_and(|t| who.may_see(&t.env));
     let answer = match (token, reason, visible) {
         (Some(t), None, true) => {
             state.metrics.introspected("active");
-            active_answer(&state, &t)
+            Json(active_answer(&state, t)).into_response()
         }
         (token, reason, visible) => {
             let reason = if visible { reason.unwrap_or(InactiveReason::Unknown) } else { InactiveReason::Unknown };
             state.metrics.introspected(reason.as_str());
-            let mut m = Map::new();
-            m.insert("active".into(), Value::Bool(false));
-            if let (Requester::Admin(_), true) = (&who, visible) {
-                m.insert("inactive_reason".into(), reason.as_str().into());
-                if let Some(t) = token {
-                    m.insert("jti".into(), t.id.into());
-                    m.insert("env".into(), t.env.into());
-                }
-            }
-            Value::Object(m)
+            // Only an admin who may see the token learns more than that it is inactive.
+            let detail = matches!(who, Requester::Admin(_)) && visible;
+            let token = token.filter(|_| detail);
+            Json(InactiveAnswer {
+                active: false,
+                env: token.map(|t| t.env.as_str()),
+                inactive_reason: detail.then(|| reason.as_str()),
+                jti: token.map(|t| t.id.as_str()),
+            })
+            .into_response()
         }
     };
-    Ok(Json(answer))
+    Ok(answer)
 }
 
-fn active_answer(state: &AppState, t: &Token) -> Value {
-    let issuer = state.issuer(&t.env);
-    let mut m = Map::new();
-    m.insert("active".into(), true.into());
-    m.insert("scope".into(), t.scopes.to_string().into());
-    m.insert("client_id".into(), t.client_id.clone().into());
-    m.insert("sub".into(), t.client_id.clone().into());
-    m.insert("token_type".into(), "Bearer".into());
-    m.insert("exp".into(), t.expires_at.timestamp().into());
-    m.insert("iat".into(), t.created_at.timestamp().into());
-    m.insert("nbf".into(), t.not_before.unwrap_or(t.created_at).timestamp().into());
+/// Serializes as the text its `Display` writes, without building a `String` first.
+struct AsStr<T>(T);
+
+impl<T: fmt::Display> Serialize for AsStr<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+/// The token endpoint's answer (RFC 6749 §5.1). Fields in alphabetical order, as the JSON
+/// object maps these answers were first built with wrote them.
+#[derive(Serialize)]
+struct TokenAnswer<'a> {
+    access_token: &'a str,
+    expires_in: i64,
+    scope: AsStr<&'a ScopeSet>,
+    token_type: &'static str,
+}
+
+/// Introspection of an active token (RFC 7662 §2.2), borrowing from the indexed record.
+/// Fields in alphabetical order, like [`TokenAnswer`].
+#[derive(Serialize)]
+struct ActiveAnswer<'a> {
+    active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<AsStr<Audience<'a>>>,
+    client_id: &'a str,
+    env: &'a str,
+    exp: i64,
+    iat: i64,
+    iss: AsStr<Issuer<'a>>,
+    jti: &'a str,
+    nbf: i64,
+    scope: AsStr<&'a ScopeSet>,
+    sub: &'a str,
+    token_type: &'static str,
+}
+
+/// Introspection of an inactive or unknown token: `{"active":false}` to everyone but an admin
+/// who may see the token, who also gets why and which token.
+#[derive(Serialize)]
+struct InactiveAnswer<'a> {
+    active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    env: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inactive_reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: Option<&'a str>,
+}
+
+/// A token's `aud`: the audience it was minted for, else (JWTs) its issuer.
+enum Audience<'a> {
+    Named(&'a str),
+    Issuer(Issuer<'a>),
+}
+
+impl fmt::Display for Audience<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Audience::Named(a) => f.write_str(a),
+            Audience::Issuer(i) => i.fmt(f),
+        }
+    }
+}
+
+fn active_answer<'a>(state: &'a AppState, t: &'a Token) -> ActiveAnswer<'a> {
+    let issuer = state.issuer_of(&t.env);
     let aud = match (&t.audience, t.format) {
-        (Some(a), _) => Some(a.clone()),
-        (None, TokenFormat::Jwt) => Some(issuer.clone()),
+        (Some(a), _) => Some(Audience::Named(a)),
+        (None, TokenFormat::Jwt) => Some(Audience::Issuer(issuer)),
         (None, TokenFormat::Opaque) => None,
     };
-    if let Some(aud) = aud {
-        m.insert("aud".into(), aud.into());
+    ActiveAnswer {
+        active: true,
+        aud: aud.map(AsStr),
+        client_id: &t.client_id,
+        env: &t.env,
+        exp: t.expires_at.timestamp(),
+        iat: t.created_at.timestamp(),
+        iss: AsStr(issuer),
+        jti: &t.id,
+        nbf: t.not_before.unwrap_or(t.created_at).timestamp(),
+        scope: AsStr(&t.scopes),
+        sub: &t.client_id,
+        token_type: "Bearer",
     }
-    m.insert("iss".into(), issuer.into());
-    m.insert("jti".into(), t.id.clone().into());
-    m.insert("env".into(), t.env.clone().into());
-    Value::Object(m)
 }
 
-async fn revoke(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> OAuthResult<Response> {
-    let p = form(&headers, &body)?;
-    let who = requester(&state, &headers, &p).await?;
-    let raw = param(&p, "token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    if let Some(hint) = param(&p, "token_type_hint") {
+async fn revoke(State(state): State<AppState>, req: FormRequest) -> OAuthResult<Response> {
+    let p = form(&req.headers, &req.body)?;
+    let who = requester(&state, &req.headers, &p).await?;
+    let raw = p.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    if let Some(hint) = p.get("token_type_hint") {
         if !matches!(hint, "access_token" | "refresh_token") {
             return Err(OAuthError::new(
                 StatusCode::BAD_REQUEST,
@@ -373,10 +476,10 @@ async fn revoke(
         }
     }
     // RFC 7009 §2.2: invalid, unknown and already inactive tokens get 200 too.
-    let token = match validate(&state, raw, Count::Peek).await? {
-        Validation::Active(t) => Some(t),
-        Validation::Inactive(InactiveReason::Unknown, _) => None,
-        Validation::Inactive(_, t) => t,
+    let token = match check(&state, raw, Count::Peek).await? {
+        Checked::Active(e) => Some(e.snapshot()),
+        Checked::Inactive(InactiveReason::Unknown, _) => None,
+        Checked::Inactive(_, e) => e.map(|e| e.snapshot()),
     };
     if let Some(t) = token {
         let (allowed, actor) = match &who {
