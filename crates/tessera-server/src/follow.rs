@@ -107,7 +107,10 @@ async fn apply(state: &AppState, changes: &[&ChangeRecord]) -> anyhow::Result<()
                 }
             }
             ChangeKind::Secret => match c.key.split_once('/') {
-                Some((env, name)) => state.secrets.forget(env, name),
+                Some((env, name)) => {
+                    state.secrets.forget(env, name);
+                    state.prepared_upstreams.forget_secret(env, name);
+                }
                 None => state.secrets.clear(),
             },
             other => {

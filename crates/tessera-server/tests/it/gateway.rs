@@ -52,6 +52,9 @@ async fn upstream() -> (String, Arc<Mutex<Vec<Seen>>>) {
                 let answer = json!({"path": path, "auth": auth, "query": parts.uri.query(), "echo": String::from_utf8_lossy(&body)});
                 let mut resp = axum::response::IntoResponse::into_response(axum::Json(answer));
                 resp.headers_mut().insert("x-echo-key", auth.parse().unwrap());
+                // Repeated headers: both must reach the caller, each masked.
+                resp.headers_mut().append("set-cookie", "session=abc; Path=/".parse().unwrap());
+                resp.headers_mut().append("set-cookie", format!("k={auth}").parse().unwrap());
                 resp
             }
         }
@@ -133,6 +136,10 @@ async fn the_key_is_injected_and_the_callers_token_never_forwarded() {
     assert_eq!(seen.body, b"amount=5");
     // The upstream echoed the key in a header and the body: the caller sees it masked.
     assert!(!resp.headers()["x-echo-key"].to_str().unwrap().contains(KEY));
+    let cookies: Vec<&str> = resp.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+    assert_eq!(cookies.len(), 2, "every value of a repeated header is forwarded: {cookies:?}");
+    assert_eq!(cookies[0], "session=abc; Path=/");
+    assert!(cookies[1].starts_with("k=Bearer ") && !cookies[1].contains(KEY), "{cookies:?}");
     let body = resp.text().await.unwrap();
     assert!(!body.contains(KEY), "{body}");
     assert!(body.contains(&"*".repeat(KEY.len())), "{body}");

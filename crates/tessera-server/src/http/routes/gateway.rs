@@ -366,7 +366,6 @@ async fn forward(state: AppState, upstream_name: String, req: Request) -> Result
     let masker = prepared.masker.clone();
     let mut response_headers = std::mem::take(upstream_response.headers_mut());
     strip_unforwardable(&mut response_headers);
-    keep_first_values(&mut response_headers);
     for value in response_headers.values_mut() {
         if let Cow::Owned(masked) = masker.mask_all_borrowed(value.as_bytes()) {
             // `*` for bytes of a valid value is valid; should it not be, nothing is shown.
@@ -396,24 +395,6 @@ async fn forward(state: AppState, upstream_name: String, req: Request) -> Result
     *response.status_mut() = status;
     *response.headers_mut() = response_headers;
     Ok(response)
-}
-
-/// Keeps only the first value of each upstream response header, as the gateway has always
-/// passed them on (it rebuilt the answer's headers from an owned `HeaderMap` iterator, which
-/// names only the first value of each header, and skipped the unnamed rest).
-// TODO(behaviour): this drops repeated headers such as several `Set-Cookie`; forwarding all
-// values is probably what was meant, but that is a change of behaviour, not of speed.
-fn keep_first_values(headers: &mut HeaderMap) {
-    if headers.keys_len() == headers.len() {
-        return;
-    }
-    let repeated: Vec<HeaderName> =
-        headers.keys().filter(|name| headers.get_all(*name).iter().nth(1).is_some()).cloned().collect();
-    for name in repeated {
-        if let Some(first) = headers.get(&name).cloned() {
-            headers.insert(name, first);
-        }
-    }
 }
 
 fn fault_view(f: &Fault) -> FaultView {
