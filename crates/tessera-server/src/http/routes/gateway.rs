@@ -549,15 +549,4 @@ mod tests {
             }
         }
     }
-
-    #[test]
-    fn only_the_first_value_of_a_repeated_response_header_is_kept() {
-        let mut h = HeaderMap::new();
-        h.append("set-cookie", HeaderValue::from_static("a=1"));
-        h.append("set-cookie", HeaderValue::from_static("b=2"));
-        h.append("x-one", HeaderValue::from_static("1"));
-        keep_first_values(&mut h);
-        assert_eq!(h.get_all("set-cookie").iter().collect::<Vec<_>>(), ["a=1"]);
-        assert_eq!(h["x-one"], "1");
-    }
 }
