@@ -143,24 +143,22 @@ measure() {
     echo "$config $kind: $sum requests/s over $n server(s), p50 ${p50[$config-$kind]} p99 ${p99[$config-$kind]} (first server), non-2xx $nb"
 }
 
+# single CONFIG DB_URL: one server on DB_URL, both measurements, then stop it.
+single() {
+    local config=$1
+    start_server "$config" "$2"
+    root=$(tr -d '[:space:]' <"$tmp/$config/root-token")
+    setup "$server_url" "$root"
+    measure "$config" create /v1/tokens "$server_url"
+    measure "$config" introspect /oauth2/introspect "$server_url"
+    kill "${pids[-1]}"
+}
+
 step "3. SQLite, 1 server"
-start_server sqlite "sqlite://$tmp/sqlite/tessera.db"
-url=$server_url
-root=$(tr -d '[:space:]' <"$tmp/sqlite/root-token")
-setup "$url" "$root"
-measure sqlite1 create /v1/tokens "$url"
-measure sqlite1 introspect /oauth2/introspect "$url"
-kill "${pids[-1]}"
+single sqlite1 "sqlite://$tmp/sqlite1/tessera.db"
 
 step "4. PostgreSQL, 1 replica"
-db=$(new_db one)
-start_server pg1 "$db"
-url=$server_url
-root=$(tr -d '[:space:]' <"$tmp/pg1/root-token")
-setup "$url" "$root"
-measure pg1 create /v1/tokens "$url"
-measure pg1 introspect /oauth2/introspect "$url"
-kill "${pids[-1]}"
+single pg1 "$(new_db one)"
 
 step "5. PostgreSQL, 2 replicas"
 db=$(new_db two)
