@@ -60,16 +60,7 @@ url=$(wait_url "$tmp/server.out" "tessera listening on " "$server_pid" tessera) 
     { cat "$tmp/server.err" >&2; exit 1; }
 echo "tessera URL: $url"
 
-root_token=""
-deadline=$((SECONDS + 5))
-while ((SECONDS < deadline)); do
-    [[ -s "$tmp/root-token" ]] && { root_token=$(tr -d '[:space:]' <"$tmp/root-token"); break; }
-    sleep 0.1
-done
-[[ -n "$root_token" ]] || die "no root token in $tmp/root-token"
-echo "root token: read from $tmp/root-token"
-
-export TESSERA_URL="$url" TESSERA_TOKEN="$root_token"
+read_root_token
 
 # ---------------------------------------------------------------------------
 step "3. Set up environment 'bench', secret 'upkey', upstream 'up', client 'gwc' and its token"

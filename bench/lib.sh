@@ -91,3 +91,17 @@ wait_url() {
     done
     die "$name did not announce its address within ${STARTUP_DEADLINE}s"
 }
+
+# read_root_token: waits (5 s) for the server's $tmp/root-token, sets root_token, and exports
+# TESSERA_URL (from $url) and TESSERA_TOKEN for the CLI calls that follow.
+read_root_token() {
+    root_token=""
+    local deadline=$((SECONDS + 5))
+    while ((SECONDS < deadline)); do
+        [[ -s "$tmp/root-token" ]] && { root_token=$(tr -d '[:space:]' <"$tmp/root-token"); break; }
+        sleep 0.1
+    done
+    [[ -n "$root_token" ]] || die "no root token in $tmp/root-token"
+    echo "root token: read from $tmp/root-token"
+    export TESSERA_URL="$url" TESSERA_TOKEN="$root_token"
+}

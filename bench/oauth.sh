@@ -54,16 +54,7 @@ base_url=$(wait_url "$tmp/baseline.out" "listening on " "$baseline_pid" bench_ba
     { cat "$tmp/baseline.err" >&2; exit 1; }
 echo "baseline URL: $base_url"
 
-root_token=""
-deadline=$((SECONDS + 5))
-while ((SECONDS < deadline)); do
-    [[ -s "$tmp/root-token" ]] && { root_token=$(tr -d '[:space:]' <"$tmp/root-token"); break; }
-    sleep 0.1
-done
-[[ -n "$root_token" ]] || die "no root token in $tmp/root-token"
-echo "root token: read from $tmp/root-token"
-
-export TESSERA_URL="$url" TESSERA_TOKEN="$root_token"
+read_root_token
 
 # ---------------------------------------------------------------------------
 step "3. Set up environment 'bench', clients rs/op/jw, one opaque token and one JWT"
