@@ -51,14 +51,6 @@ impl ServerConfig {
 
     /// The database URL without its password, for messages.
     pub fn redacted_db_url(&self) -> String {
-        let url = self.db_url();
-        match (url.find("://"), url.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme && url[scheme + 3..at].contains(':') => {
-                let userinfo = &url[scheme + 3..at];
-                let user = userinfo.split(':').next().unwrap_or_default();
-                format!("{}://{user}:…@{}", &url[..scheme], &url[at + 1..])
-            }
-            _ => url,
-        }
+        tessera_store::redact_password(&self.db_url())
     }
 }

@@ -10,7 +10,7 @@
 //! replaces its cached copy. Replaying a record is harmless, so on any read error the follower
 //! keeps its position and retries at the next wake-up.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
 use tessera_store::{ChangeKind, ChangeRecord};
@@ -90,7 +90,7 @@ async fn reload_all(state: &AppState) -> anyhow::Result<()> {
 
 async fn apply(state: &AppState, changes: &[&ChangeRecord]) -> anyhow::Result<()> {
     let mut tokens = BTreeSet::new();
-    let mut kinds = BTreeSet::new();
+    let mut reloads = HashSet::new();
     for c in changes {
         match c.kind {
             ChangeKind::Token => {
@@ -114,7 +114,7 @@ async fn apply(state: &AppState, changes: &[&ChangeRecord]) -> anyhow::Result<()
                 None => state.secrets.clear(),
             },
             other => {
-                kinds.insert(other.as_str());
+                reloads.insert(other);
             }
         }
     }
@@ -124,18 +124,18 @@ async fn apply(state: &AppState, changes: &[&ChangeRecord]) -> anyhow::Result<()
             state.index.refresh(token);
         }
     }
-    for kind in kinds {
-        match ChangeKind::parse(kind) {
-            Some(ChangeKind::SigningKeys) => {
+    for kind in reloads {
+        match kind {
+            ChangeKind::SigningKeys => {
                 crate::keys::reload(state).await.map_err(|e| anyhow::anyhow!("reloading signing keys: {e}"))?
             }
-            Some(ChangeKind::Upstream) => {
+            ChangeKind::Upstream => {
                 for upstream in state.store.upstreams().await? {
                     state.upstreams.put(upstream);
                 }
             }
-            Some(ChangeKind::Faults) => state.faults.set(state.store.faults().await?),
-            Some(ChangeKind::MasterKey) => tracing::error!(
+            ChangeKind::Faults => state.faults.set(state.store.faults().await?),
+            ChangeKind::MasterKey => tracing::error!(
                 "another replica re-sealed the data under a new master key: restart this replica with the new \
                  TESSERA_MASTER_KEY"
             ),

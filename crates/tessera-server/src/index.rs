@@ -189,14 +189,6 @@ impl TokenIndex {
         }
     }
 
-    /// Drops a token from the index (its next use reads the store).
-    pub fn remove(&self, id: &str) {
-        let mut inner = self.inner.write().expect("index lock poisoned");
-        if inner.by_id.remove(id).is_some() {
-            inner.by_hash.retain(|_, v| v != id);
-        }
-    }
-
     /// Drops tokens that are finished (revoked, expired, past grace) and have no pending
     /// usage; their answers come from the store from then on.
     pub fn prune(&self, now: DateTime<Utc>) -> usize {

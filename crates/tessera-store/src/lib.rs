@@ -15,7 +15,7 @@ mod store;
 mod writer;
 
 pub use error::{Result, StoreError};
-pub use postgres::PostgresOptions;
+pub use postgres::{PoolSettings, PostgresOptions};
 pub use sql_store::SqlStore;
 pub use sqlite::SqliteOptions;
 pub use store::{
@@ -24,26 +24,6 @@ pub use store::{
 };
 
 use std::sync::Arc;
-use std::time::Duration;
-
-/// Connection settings that apply to PostgreSQL (SQLite ignores them).
-#[derive(Debug, Clone)]
-pub struct PoolSettings {
-    pub max_connections: u32,
-    pub acquire_timeout: Duration,
-    pub statement_timeout: Duration,
-}
-
-impl Default for PoolSettings {
-    fn default() -> Self {
-        let d = PostgresOptions::new("");
-        Self {
-            max_connections: d.max_connections,
-            acquire_timeout: d.acquire_timeout,
-            statement_timeout: d.statement_timeout,
-        }
-    }
-}
 
 /// Opens the store a `TESSERA_DB` URL names: `sqlite://PATH` (created when missing) or
 /// `postgres://…` / `postgresql://…`.
@@ -58,12 +38,7 @@ pub async fn open_with(url: &str, pool: &PoolSettings) -> Result<Arc<dyn Store>>
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let options = PostgresOptions {
-            url: url.to_owned(),
-            max_connections: pool.max_connections,
-            acquire_timeout: pool.acquire_timeout,
-            statement_timeout: pool.statement_timeout,
-        };
+        let options = PostgresOptions { url: url.to_owned(), pool: pool.clone() };
         return Ok(Arc::new(SqlStore::open_postgres(options).await?));
     }
     Err(StoreError::Unsupported(format!(
@@ -76,4 +51,44 @@ pub async fn open_with(url: &str, pool: &PoolSettings) -> Result<Arc<dyn Store>>
 fn new_origin() -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     format!("{}-{:08x}", std::process::id(), nanos)
+}
+
+/// `text` with the password of any `scheme://user:password@host` in it replaced by `…`, for
+/// messages and logs.
+pub fn redact_password(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(scheme) = rest.find("://") {
+        let (head, tail) = rest.split_at(scheme + 3);
+        out.push_str(head);
+        let authority_end = tail.find(['/', '?', '#', ' ', '"', '\'']).unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match authority.rfind('@').and_then(|at| authority[..at].find(':').map(|colon| (colon, at))) {
+            Some((colon, at)) => {
+                out.push_str(&authority[..=colon]);
+                out.push('…');
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_password;
+
+    #[test]
+    fn passwords_in_urls_are_redacted_and_nothing_else() {
+        assert_eq!(redact_password("postgres://app:s3cr%40t@db:5432/t"), "postgres://app:…@db:5432/t");
+        assert_eq!(redact_password("postgres://app@db/t"), "postgres://app@db/t");
+        assert_eq!(redact_password("sqlite:///var/t.db"), "sqlite:///var/t.db");
+        assert_eq!(
+            redact_password("bad \"postgres://u:p@h:x/d\" and postgres://v:q@h2"),
+            "bad \"postgres://u:…@h:x/d\" and postgres://v:…@h2"
+        );
+    }
 }

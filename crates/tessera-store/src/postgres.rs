@@ -26,13 +26,11 @@ use crate::writer::{writer_loop, Target, CHANGE_CHANNEL, MAX_BATCH};
 /// The advisory lock key whose holder leads background work ("tessera" in ASCII).
 const LEADER_LOCK: i64 = 0x0074_6573_7365_7261;
 
-/// How to open a PostgreSQL store.
+/// Connection pool limits and timeouts of one replica (SQLite ignores them).
 #[derive(Debug, Clone)]
-pub struct PostgresOptions {
-    /// `postgres://user:password@host:port/database`.
-    pub url: String,
-    /// Most pooled connections of this replica (reads and the writer; the change listener and
-    /// the leadership connection come on top).
+pub struct PoolSettings {
+    /// Most pooled connections (reads and the writer; the change listener and the leadership
+    /// connection come on top).
     pub max_connections: u32,
     /// How long a request waits for a pooled connection (and a connection attempt) before it
     /// fails with "database unavailable".
@@ -41,31 +39,37 @@ pub struct PostgresOptions {
     pub statement_timeout: Duration,
 }
 
-impl PostgresOptions {
-    pub fn new(url: impl Into<String>) -> Self {
+impl Default for PoolSettings {
+    fn default() -> Self {
         Self {
-            url: url.into(),
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
         }
     }
-
-    fn connect_options(&self) -> Result<PgConnectOptions> {
-        let options = PgConnectOptions::from_str(&self.url)
-            .map_err(|e| StoreError::Unsupported(format!("invalid PostgreSQL URL: {}", redact(&e.to_string()))))?;
-        Ok(options
-            .application_name("tessera")
-            .options([("statement_timeout", format!("{}ms", self.statement_timeout.as_millis()))])
-            .disable_statement_logging())
-    }
 }
 
-/// Error texts of URL parsing may quote the URL; never show a password.
-fn redact(text: &str) -> String {
-    match (text.find("://"), text.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://…{}", &text[..scheme], &text[at..]),
-        _ => text.to_owned(),
+/// How to open a PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// `postgres://user:password@host:port/database`.
+    pub url: String,
+    pub pool: PoolSettings,
+}
+
+impl PostgresOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), pool: PoolSettings::default() }
+    }
+
+    fn connect_options(&self) -> Result<PgConnectOptions> {
+        let options = PgConnectOptions::from_str(&self.url).map_err(|e| {
+            StoreError::Unsupported(format!("invalid PostgreSQL URL: {}", crate::redact_password(&e.to_string())))
+        })?;
+        Ok(options
+            .application_name("tessera")
+            .options([("statement_timeout", format!("{}ms", self.pool.statement_timeout.as_millis()))])
+            .disable_statement_logging())
     }
 }
 
@@ -75,8 +79,8 @@ impl SqlStore {
     pub async fn open_postgres(options: PostgresOptions) -> Result<Self> {
         let connect = options.connect_options()?;
         let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections.max(2))
-            .acquire_timeout(options.acquire_timeout)
+            .max_connections(options.pool.max_connections.max(2))
+            .acquire_timeout(options.pool.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
@@ -89,7 +93,7 @@ impl SqlStore {
         tokio::spawn(writer_loop(Target::Postgres { pool: pool.clone(), origin: origin.clone() }, rx));
         let (announce, notifications) = watch::channel(0);
         tokio::spawn(listen(pool.clone(), announce));
-        let leadership = Leadership { connect, timeout: options.acquire_timeout, conn: Mutex::new(None) };
+        let leadership = Leadership { connect, timeout: options.pool.acquire_timeout, conn: Mutex::new(None) };
         Ok(Self {
             reads: Reads::Postgres(pool),
             writer: tx,

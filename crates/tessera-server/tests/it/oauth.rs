@@ -353,39 +353,18 @@ async fn forged_and_tampered_jwts_are_inactive() {
             .await
             .unwrap();
     let public_x = jwks["keys"][0]["x"].as_str().unwrap().to_owned();
-    let hs = jsonwebtoken::encode(
-        &jsonwebtoken::Header {
-            alg: jsonwebtoken::Algorithm::HS256,
-            kid: header["kid"].as_str().map(Into::into),
-            ..Default::default()
-        },
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(public_x.as_bytes()),
-    )
-    .unwrap();
+    let kid = header["kid"].as_str();
+    let sign = |alg, kid: Option<&str>, key: &jsonwebtoken::EncodingKey| {
+        let header = jsonwebtoken::Header { alg, kid: kid.map(Into::into), ..Default::default() };
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    };
+    let hs = sign(jsonwebtoken::Algorithm::HS256, kid, &jsonwebtoken::EncodingKey::from_secret(public_x.as_bytes()));
 
     // Signed by a key Tessera never published.
     let rogue = ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
-    let unknown_kid = jsonwebtoken::encode(
-        &jsonwebtoken::Header {
-            alg: jsonwebtoken::Algorithm::EdDSA,
-            kid: Some("key_rogue".into()),
-            ..Default::default()
-        },
-        &claims,
-        &jsonwebtoken::EncodingKey::from_ed_der(rogue.as_ref()),
-    )
-    .unwrap();
-    let same_kid_rogue_key = jsonwebtoken::encode(
-        &jsonwebtoken::Header {
-            alg: jsonwebtoken::Algorithm::EdDSA,
-            kid: header["kid"].as_str().map(Into::into),
-            ..Default::default()
-        },
-        &claims,
-        &jsonwebtoken::EncodingKey::from_ed_der(rogue.as_ref()),
-    )
-    .unwrap();
+    let rogue = jsonwebtoken::EncodingKey::from_ed_der(rogue.as_ref());
+    let unknown_kid = sign(jsonwebtoken::Algorithm::EdDSA, Some("key_rogue"), &rogue);
+    let same_kid_rogue_key = sign(jsonwebtoken::Algorithm::EdDSA, kid, &rogue);
     let truncated_sig = format!("{}.{}.{}", parts[0], parts[1], &parts[2][..20]);
 
     assert_eq!(i.introspect(&jwt).await["active"], true);
