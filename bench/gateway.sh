@@ -98,11 +98,6 @@ tr -d '\r' <"$tmp/sample-gw.headers" | sed 's/^/    /'
 # CPU accounting around each wrk run, to see what each server costs per request and whether
 # anything else (another build, say) was using the 2 cores at the same time.
 clk_tck=$(getconf CLK_TCK 2>/dev/null || echo 100)
-# CPU time of a process (user + system), in clock ticks.
-proc_cpu() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-# Busy time of the whole machine (user nice system irq softirq steal), in clock ticks.
-busy_cpu() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
-now_s() { date +%s.%N; }
 
 # run_wrk NAME THREADS CONNS URL [LUA] keeps the output in $tmp/wrk-NAME.txt, and in
 # $tmp/cpu-NAME.txt: wall seconds, CPU ticks of tessera, of bench_baseline, of the whole
@@ -139,16 +134,6 @@ other_cores() {
     awk -v hz="$clk_tck" '{ if ($5 < 0 || $1 <= 0) { print "n/a"; exit }
         o = ($4 - $2 - $3 - $6) / hz - $5; if (o < 0) o = 0; printf "%.2f", o / $1 }' "$tmp/cpu-$1.txt"
 }
-# Requests/sec as printed by wrk.
-wrk_rps() { awk '/^Requests\/sec:/ {print $2}' "$1"; }
-# A latency percentile (50%, 99%) from the --latency distribution, as printed (e.g. 1.23ms).
-wrk_pct() { awk -v p="$2" '/Latency Distribution/ {d=1; next} d && $1 == p {print $2; exit}' "$1"; }
-# Total requests ("N requests in 10.00s").
-wrk_total() { awk '/ requests in / {print $1; exit}' "$1"; }
-# Non-2xx/3xx count (wrk prints the line only when there were any).
-wrk_non2xx() { awk '/Non-2xx or 3xx responses:/ {print $NF; f=1} END {if (!f) print 0}' "$1"; }
-# Socket errors line, if any.
-wrk_errors() { grep -E '^ *Socket errors:' "$1" | sed 's/^ *//' || true; }
 # Latency string (e.g. 850.00us, 1.23ms, 2.00s) to microseconds.
 to_us() {
     awk -v v="$1" 'BEGIN {
@@ -156,7 +141,6 @@ to_us() {
         if (u == "ms") n *= 1000; else if (u == "s") n *= 1000000; else if (u == "m") n *= 60000000
         printf "%.0f", n }'
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
 
 cat >"$tmp/gw.lua" <<EOF
 wrk.method = "GET"

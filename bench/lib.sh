@@ -4,6 +4,8 @@
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd "$script_dir/.." && pwd)
+# shellcheck source=bench/wrk.sh
+source "$script_dir/wrk.sh"
 # Cargo's target directory: CARGO_TARGET_DIR when set (as cargo itself does; a relative one is
 # taken from the repository root, where the build runs), else target/ under the repository.
 target_dir=${CARGO_TARGET_DIR:-$repo_root/target}
@@ -12,8 +14,6 @@ tessera="$target_dir/release/tessera"
 baseline_bin="$target_dir/release/examples/bench_baseline"
 proxy_bin="$target_dir/release/examples/bench_proxy"
 
-step() { printf '\n==> %s\n' "$*"; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------
 step "1. Tools and build"

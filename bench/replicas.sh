@@ -26,9 +26,9 @@ WRK_DURATION=${WRK_DURATION:-10s}
 REVOKE_SAMPLES=${REVOKE_SAMPLES:-300}
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/wrk.sh
+source "$repo_root/bench/wrk.sh"
 tessera="$repo_root/target/release/tessera"
-step() { printf '\n==> %s\n' "$*"; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 step "1. Tools and build"
 command -v wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)
@@ -114,9 +114,6 @@ wrk.body = "token=$opaque"
 LUA
 }
 
-wrk_rps() { awk '/^Requests\/sec:/ {print $2}' "$1"; }
-wrk_pct() { awk -v p="$2" '/Latency Distribution/ {d=1; next} d && $1 == p {print $2; exit}' "$1"; }
-wrk_non2xx() { awk '/Non-2xx or 3xx responses:/ {print $NF; f=1} END {if (!f) print 0}' "$1"; }
 
 # measure CONFIG KIND PATH URL...: one wrk per URL at once, connections split between them.
 declare -A rps p50 p99 bad
