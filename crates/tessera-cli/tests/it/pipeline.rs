@@ -182,8 +182,10 @@ test "$curl_out" = "$(cat "$ORDERS_JWT_FILE")" || exit 5
 echo done
 "#
     );
-    let out = Command::new(BIN)
-        .args([
+    let out = in_dir(
+        &s,
+        work.path(),
+        &[
             "run",
             "--env",
             "staging",
@@ -197,13 +199,8 @@ echo done
             &script,
             "sh",
             BIN,
-        ])
-        .env("TESSERA_URL", &s.url)
-        .env("TESSERA_TOKEN", &s.root)
-        .current_dir(work.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
@@ -346,27 +343,14 @@ grep -q "^LEGACY_KEY=" "$TESSERA_ENV_FILE" || exit 6
 echo "$TESSERA_ENV_FILE" > env-file-path
 echo "key=$LEGACY_KEY"
 "#;
-    let out = Command::new(BIN)
-        .args(["run", "--env", "staging", "--env-file", "--", "sh", "-c", script])
-        .env("TESSERA_URL", &s.url)
-        .env("TESSERA_TOKEN", &s.root)
-        .current_dir(work.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = in_dir(&s, work.path(), &["run", "--env", "staging", "--env-file", "--", "sh", "-c", script]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(!stdout.contains("legacy-value-123456"), "secret values are masked too: {stdout}");
     let env_file = std::fs::read_to_string(work.path().join("env-file-path")).unwrap();
     assert!(!std::path::Path::new(env_file.trim()).exists(), "the env file is removed after the run");
     // --no-mask opts out.
-    let out = Command::new(BIN)
-        .args(["run", "--env", "staging", "--no-mask", "--", "sh", "-c", "echo key=$LEGACY_KEY"])
-        .env("TESSERA_URL", &s.url)
-        .env("TESSERA_TOKEN", &s.root)
-        .current_dir(work.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out =
+        in_dir(&s, work.path(), &["run", "--env", "staging", "--no-mask", "--", "sh", "-c", "echo key=$LEGACY_KEY"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("key=legacy-value-123456"));
 }
