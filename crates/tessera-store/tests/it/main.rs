@@ -28,8 +28,10 @@ async fn postgres(test: &str) -> Option<Backend> {
     Some(Backend { store, url, _dir: tempfile::tempdir().unwrap() })
 }
 
+/// Instantiates every case for both backends, and the `shared:` cases (several processes on one
+/// store) for PostgreSQL only.
 macro_rules! store_suite {
-    ($($case:ident),* $(,)?) => {
+    ($($case:ident),* $(,)?; shared: $($shared:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,6 +46,13 @@ macro_rules! store_suite {
                 async fn $case() {
                     let Some(backend) = crate::postgres(concat!("postgres::", stringify!($case))).await else { return };
                     crate::suite::$case(backend).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $shared() {
+                    let Some(backend) = crate::postgres(concat!("postgres::", stringify!($shared))).await else { return };
+                    crate::suite::$shared(backend).await;
                 }
             )*
         }
@@ -66,6 +75,8 @@ store_suite!(
     secrets_version_and_rewrap,
     upstreams_faults_and_gateway_uses_round_trip,
     runs_heartbeat_end_and_go_stale,
+    a_store_that_is_not_shared_has_no_feed_and_always_leads;
+    shared:
     replicas_append_to_one_chain,
     replicas_see_each_others_changes,
     one_replica_leads_until_it_goes_away,

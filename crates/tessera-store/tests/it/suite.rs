@@ -641,15 +641,29 @@ pub async fn runs_heartbeat_end_and_go_stale(b: Backend) {
     assert!(s.run("run_none").await.unwrap().is_none());
 }
 
-/// A second process on the same store (a replica); `None` for stores that are not shared.
-async fn replica(b: &Backend) -> Option<std::sync::Arc<dyn tessera_store::Store>> {
-    b.store.is_shared().then_some(())?;
-    Some(tessera_store::open(&b.url).await.unwrap())
+/// A second process on the same (shared) store: a replica.
+async fn replica(b: &Backend) -> std::sync::Arc<dyn tessera_store::Store> {
+    assert!(b.store.is_shared(), "only a shared store has replicas");
+    tessera_store::open(&b.url).await.unwrap()
+}
+
+pub async fn a_store_that_is_not_shared_has_no_feed_and_always_leads(b: Backend) {
+    seed(&b).await;
+    if b.store.is_shared() {
+        assert!(b.store.change_notifications().is_some());
+        assert!(!b.store.changes_after(0, 10).await.unwrap().is_empty(), "the seed is in the feed");
+        return;
+    }
+    assert!(b.store.changes_after(0, 10).await.unwrap().is_empty());
+    assert_eq!(b.store.change_seq().await.unwrap(), 0);
+    assert_eq!(b.store.prune_changes(0).await.unwrap(), 0);
+    assert!(b.store.change_notifications().is_none());
+    assert!(b.store.try_lead().await.unwrap(), "an unshared store always leads");
 }
 
 pub async fn replicas_append_to_one_chain(b: Backend) {
     seed(&b).await;
-    let Some(other) = replica(&b).await else { return };
+    let other = replica(&b).await;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..300 {
         let store = if i % 2 == 0 { b.store.clone() } else { other.clone() };
@@ -666,12 +680,7 @@ pub async fn replicas_append_to_one_chain(b: Backend) {
 
 pub async fn replicas_see_each_others_changes(b: Backend) {
     seed(&b).await;
-    let Some(other) = replica(&b).await else {
-        assert!(b.store.changes_after(0, 10).await.unwrap().is_empty());
-        assert!(b.store.change_notifications().is_none());
-        assert!(b.store.try_lead().await.unwrap(), "an unshared store always leads");
-        return;
-    };
+    let other = replica(&b).await;
     let mut announced = other.change_notifications().unwrap();
     let start = other.change_seq().await.unwrap();
     commit(&b, Change::CreateToken(token("tok_a", "staging", "svc", 600)), "token.create").await;
@@ -693,7 +702,7 @@ pub async fn replicas_see_each_others_changes(b: Backend) {
 }
 
 pub async fn one_replica_leads_until_it_goes_away(b: Backend) {
-    let Some(other) = replica(&b).await else { return };
+    let other = replica(&b).await;
     assert!(b.store.try_lead().await.unwrap());
     assert!(b.store.try_lead().await.unwrap(), "the leader keeps leading");
     assert!(!other.try_lead().await.unwrap(), "one leader at a time");
